@@ -1,0 +1,335 @@
+"""Read a campus spec file into a validated ``Campus``, with errors located by line.
+
+Every problem, from a tab in the indentation to a CIDR that overlaps another, comes
+back as a ``SpecError`` whose lines read ``FILE:LINE: dotted.field.path: message``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+import typing
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from campus_provision.errors import SemanticErrors, SpecError, SpecIssue
+from campus_provision.spec.model import Campus
+
+# A campus spec of 10,000 explicitly listed PCs is about 1 MiB; anything far larger is
+# a mistake (a data file passed by accident), and parsing it would only waste minutes.
+MAX_SPEC_BYTES = 8 * 1024 * 1024
+# Bounds what aliases may expand to, so an alias bomb fails fast instead of eating memory.
+MAX_EXPANDED_NODES = 1_000_000
+MAX_REPORTED_ISSUES = 50
+
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_KEY_LINE_RE = re.compile(r"^( *)((?:- +)*)([^\s#'\"{}\[\],&*!|>%@`-][^#:]*?|'[^']*'|\"[^\"]*\") *:(?: |$)")
+_ITEM_RE = re.compile(r"^( *)- ")
+PathKey = tuple[str, ...]
+
+
+def load_spec(path: Path) -> Campus:
+    """Load and validate the spec at ``path``; raise ``SpecError`` on any problem."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise _one(path, 1, "(file)", "no such file") from None
+    except OSError as exc:
+        raise _one(path, 1, "(file)", f"cannot read: {exc.strerror}") from None
+    if path.is_dir():
+        raise _one(path, 1, "(file)", "is a directory; give the campus spec file (e.g. campus.yml)")
+    if size > MAX_SPEC_BYTES:
+        raise _one(
+            path, 1, "(file)",
+            f"is {size / 1e6:.1f} MB, over the {MAX_SPEC_BYTES // 2**20} MiB limit for a campus "
+            "spec; is this the right file?",
+        )  # fmt: skip
+    try:
+        data = path.read_bytes()[: MAX_SPEC_BYTES + 1]
+    except OSError as exc:
+        raise _one(path, 1, "(file)", f"cannot read: {exc.strerror}") from None
+    return load_spec_bytes(data, path)
+
+
+def load_spec_bytes(data: bytes, path: Path) -> Campus:
+    """Validate spec ``data`` that was read from ``path`` (used for messages only)."""
+    if len(data) > MAX_SPEC_BYTES:
+        raise _one(path, 1, "(file)", f"is over the {MAX_SPEC_BYTES // 2**20} MiB limit for a campus spec")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise _one(path, line, "(file)", "is not UTF-8 text") from None
+    if not text.strip() or all(
+        not ln.strip() or ln.lstrip().startswith("#") for ln in text.splitlines()
+    ):
+        raise _one(
+            path, 1, "(document)",
+            "the file is empty; a campus spec has the sections campus, sites, services, "
+            "software_profiles, datasets, accounts and controls (see 'campus-provision init')",
+        )  # fmt: skip
+    node, raw = _parse(text, path)
+    lines: dict[PathKey, int] = {}
+    issues: list[SpecIssue] = []
+    try:
+        _walk(node, (), lines, issues, path)
+    except RecursionError:
+        raise _one(path, 1, "(document)", "the YAML nests too deeply") from None
+    if issues:
+        raise SpecError(issues)
+    if not isinstance(raw, dict):
+        kind = "a list" if isinstance(raw, list) else f"a single value ({type(raw).__name__})"
+        raise _one(
+            path, node.start_mark.line + 1, "(document)",
+            f"a campus spec is a mapping of sections (campus:, sites:, ...), not {kind}",
+        )  # fmt: skip
+    try:
+        return Campus.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(_validation_issues(exc, lines, path)) from None
+    except SemanticErrors as exc:
+        raise SpecError(
+            [SpecIssue(path, _line_for(p, lines), _dotted(p), m) for p, m in exc.problems]
+        ) from None
+
+
+def _one(path: Path, line: int, field: str, message: str) -> SpecError:
+    return SpecError([SpecIssue(path, line, field, message)])
+
+
+def _parse(text: str, path: Path) -> tuple[yaml.Node, object]:
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise _one(path, 1, "(document)", "the file holds no YAML document")
+        _check_expansion(node, path)
+        raw = loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        raise _one(path, line, _guess_field(text, line), _yaml_message(exc)) from None
+    except yaml.YAMLError as exc:
+        raise _one(path, 1, "(document)", f"not valid YAML: {exc}") from None
+    except RecursionError:
+        raise _one(path, 1, "(document)", "the YAML nests too deeply") from None
+    finally:
+        loader.dispose()
+    return node, raw
+
+
+def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
+    problem = (exc.problem or "").strip()
+    context = (exc.context or "").strip()
+    if "'\\t'" in problem:
+        return "a tab character here; YAML indentation must use spaces"
+    if "end of stream" in problem or "end of the stream" in problem:
+        return f"the file ends too early ({context or problem}); is it truncated?"
+    if "found duplicate anchor" in context or "found undefined alias" in problem:
+        return problem
+    text = f"{context}: {problem}" if context else problem
+    return f"not valid YAML: {text}"
+
+
+def _check_expansion(root: yaml.Node, path: Path) -> None:
+    # Walk with alias sharing expanded, counting nodes, iteratively (no recursion limit).
+    count = 0
+    stack: list[yaml.Node] = [root]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > MAX_EXPANDED_NODES:
+            raise _one(
+                path, root.start_mark.line + 1, "(document)",
+                "the YAML expands to over a million values through aliases; refusing to load it",
+            )  # fmt: skip
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                stack.append(k)
+                stack.append(v)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+
+
+def _walk(
+    node: yaml.Node, path: PathKey, lines: dict[PathKey, int], issues: list[SpecIssue], file: Path
+) -> None:
+    """Record the line of every path and flag duplicate keys (PyYAML keeps the last)."""
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.value == "<<":
+                continue
+            key = key_node.value
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                issues.append(
+                    SpecIssue(file, line, _dotted((*path, key)), f"duplicate key (first at line {seen[key]})")
+                )
+                continue
+            seen[key] = line
+            lines[(*path, key)] = line
+            _walk(value_node, (*path, key), lines, issues, file)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _walk(item, (*path, str(i)), lines, issues, file)
+
+
+def _line_for(loc: tuple[str | int, ...], lines: dict[PathKey, int]) -> int:
+    key = tuple(str(p) for p in loc)
+    while key:
+        if key in lines:
+            return lines[key]
+        key = key[:-1]
+    return lines.get((), 1)
+
+
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "(document)"
+
+
+def _validation_issues(
+    exc: ValidationError, lines: dict[PathKey, int], path: Path
+) -> list[SpecIssue]:
+    issues: list[SpecIssue] = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(p for p in err["loc"] if p != "[key]")
+        is_key = "[key]" in err["loc"]
+        message = _message(err, loc, is_key)
+        issues.append(SpecIssue(path, _line_for(loc, lines), _dotted(loc), message))
+    return issues
+
+
+def _message(err: Any, loc: tuple[str | int, ...], is_key: bool) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_fields(loc[:-1])
+        hint = ""
+        if allowed:
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; allowed here: {', '.join(allowed)}"
+        return f"unknown field{hint}"
+    if kind == "missing":
+        return "required field is missing"
+    msg = str(err["msg"])
+    msg = msg.removeprefix("Value error, ")
+    if kind == "string_pattern_mismatch":
+        msg = "not a valid value here"
+        field = _field_description(loc)
+        if field:
+            msg += f" (expected {field})"
+    if is_key:
+        msg = f"key: {msg}"
+    value = err.get("input")
+    if isinstance(value, str | int | float | bool) and kind not in {"value_error", "assertion_error"}:
+        shown = repr(value)
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        msg += f", got {shown}"
+    return msg
+
+
+def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
+    """The spec model class that sits at ``loc``, following field annotations."""
+    current: Any = Campus
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            if field is None:
+                return None
+            current = field.annotation
+        elif typing.get_origin(current) in (list, dict):
+            current = typing.get_args(current)[-1]
+        else:
+            return None
+    current = _unwrap(current)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(tp: Any) -> Any:
+    for _ in range(10):
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            tp = args[0] if len(args) == 1 else tp
+            if len(args) != 1:
+                return tp
+        else:
+            return tp
+    return tp
+
+
+def _allowed_fields(loc: tuple[str | int, ...]) -> list[str]:
+    model = _model_at(loc)
+    return list(model.model_fields) if model is not None else []
+
+
+def _field_description(loc: tuple[str | int, ...]) -> str | None:
+    if not loc:
+        return None
+    model = _model_at(loc[:-1])
+    if model is None:
+        return None
+    field = model.model_fields.get(str(loc[-1]))
+    if field is None:
+        return None
+    if field.description:
+        return field.description
+    for meta in typing.get_args(field.annotation):
+        description = getattr(meta, "description", None)
+        if description:
+            return str(description)
+    return None
+
+
+def _guess_field(text: str, error_line: int) -> str:
+    """The dotted path of the mapping a YAML syntax error sits in, read off indentation.
+
+    The parser gives up at the error, so there is no node tree; the indentation of the
+    lines before it is the best map of where the reader is.
+    """
+    stack: list[tuple[int, str, bool]] = []  # (indent, key or index, is_index)
+    for number, raw in enumerate(_lines_upto(text, error_line), start=1):
+        if "\t" in raw[: len(raw) - len(raw.lstrip())]:
+            continue
+        stripped = raw.strip()
+        if not stripped or stripped.startswith("#") or stripped in ("---", "..."):
+            continue
+        indent = len(raw) - len(raw.lstrip(" "))
+        item = _ITEM_RE.match(raw)
+        while item:
+            while stack and (stack[-1][0] > indent or (stack[-1][0] == indent and not stack[-1][2])):
+                stack.pop()
+            if stack and stack[-1][0] == indent and stack[-1][2]:
+                last = stack.pop()
+                stack.append((indent, str(int(last[1]) + 1), True))
+            else:
+                stack.append((indent, "0", True))
+            indent = item.end()
+            raw = " " * indent + raw[item.end():]
+            item = _ITEM_RE.match(raw)
+        match = _KEY_LINE_RE.match(raw)
+        if match is None:
+            continue
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        stack.append((indent, match.group(3).strip("'\""), False))
+        if number == error_line:
+            break
+    return ".".join(part for _, part, _ in stack) or "(document)"
+
+
+def _lines_upto(text: str, last: int) -> Iterator[str]:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if number > last:
+            return
+        yield line
