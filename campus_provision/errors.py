@@ -53,7 +53,7 @@ class SpecError(CampusProvisionError):
         return [str(i) for i in self.issues]
 
 
-class SemanticErrors(CampusProvisionError):
+class SpecRuleError(CampusProvisionError):
     """Raised inside model validation when cross-field rules fail.
 
     Carries (path, message) pairs; the loader turns them into a SpecError with lines.
@@ -65,7 +65,9 @@ class SemanticErrors(CampusProvisionError):
     def __init__(self, problems: list[tuple[tuple[str | int, ...], str]]) -> None:
         self.problems = problems
         super().__init__(
-            "\n".join(f"{'.'.join(str(p) for p in path) or '<root>'}: {msg}" for path, msg in problems)
+            "\n".join(
+                f"{'.'.join(str(p) for p in path) or '<root>'}: {msg}" for path, msg in problems
+            )
         )
 
 

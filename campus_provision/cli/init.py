@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from pydantic import TypeAdapter, ValidationError
 
 from campus_provision.cli.common import console, user_errors
 from campus_provision.errors import InitError
@@ -22,8 +23,12 @@ def init(
         Path, typer.Argument(metavar="DIR", help="Where to write campus.yml.", show_default=False)
     ],
     name: Annotated[str, typer.Option(help="The campus's name.")] = "Example Big Data Campus",
-    slug: Annotated[str, typer.Option(help="Short lower-case name used in file names.")] = "example",
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing campus.yml.")] = False,
+    slug: Annotated[
+        str, typer.Option(help="Short lower-case name used in file names.")
+    ] = "example",
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite an existing campus.yml.")
+    ] = False,
 ) -> None:
     """Write DIR/campus.yml: a commented starter spec for one site that validates.
 
@@ -58,8 +63,6 @@ def init(
 
 
 def _slug(value: str) -> str:
-    from pydantic import TypeAdapter, ValidationError
-
     try:
         return TypeAdapter(Name).validate_python(value)
     except ValidationError:

@@ -53,7 +53,8 @@ def render(
     if result.differs:
         console.print(
             f"{target}: rendered {len(campus.workstations)} PCs into {len(files)} files "
-            f"({len(result.added)} new, {len(result.changed)} changed, {len(result.removed)} removed)"
+            f"({len(result.added)} new, {len(result.changed)} changed, "
+            f"{len(result.removed)} removed)"
         )
     else:
         console.print(f"{target}: up to date ({len(files)} files, nothing written)")

@@ -54,7 +54,10 @@ def show(spec: SpecArg) -> None:
         members = [d for d in campus.datasets if d.tier == tier]
         size = sum(int(d.size) for d in members)
         tiers.add_row(
-            tier, str(len(members)), f"{size / 2**30:.1f} GiB", ", ".join(d.id for d in members) or "-"
+            tier,
+            str(len(members)),
+            f"{size / 2**30:.1f} GiB",
+            ", ".join(d.id for d in members) or "-",
         )
     console.print(tiers)
 

@@ -142,7 +142,7 @@ def write_tree(out: Path, files: dict[str, str]) -> RenderResult:
             target_dir.rename(old_dir)
             moved_old = True
         (staging / OWNED_DIR).rename(target_dir)
-        os.replace(staging / "hosts.yml", out / "hosts.yml")
+        (staging / "hosts.yml").replace(out / "hosts.yml")
     except OSError as exc:
         if moved_old and not target_dir.exists():
             old_dir.rename(target_dir)

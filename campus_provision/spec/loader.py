@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from campus_provision.errors import SemanticErrors, SpecError, SpecIssue
+from campus_provision.errors import SpecError, SpecIssue, SpecRuleError
 from campus_provision.spec.model import Campus
 
 # A campus spec of 10,000 explicitly listed PCs is about 1 MiB; anything far larger is
@@ -28,7 +28,9 @@ MAX_EXPANDED_NODES = 1_000_000
 MAX_REPORTED_ISSUES = 50
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_KEY_LINE_RE = re.compile(r"^( *)((?:- +)*)([^\s#'\"{}\[\],&*!|>%@`-][^#:]*?|'[^']*'|\"[^\"]*\") *:(?: |$)")
+_KEY_LINE_RE = re.compile(
+    r"^( *)((?:- +)*)([^\s#'\"{}\[\],&*!|>%@`-][^#:]*?|'[^']*'|\"[^\"]*\") *:(?: |$)"
+)
 _ITEM_RE = re.compile(r"^( *)- ")
 PathKey = tuple[str, ...]
 
@@ -59,7 +61,9 @@ def load_spec(path: Path) -> Campus:
 def load_spec_bytes(data: bytes, path: Path) -> Campus:
     """Validate spec ``data`` that was read from ``path`` (used for messages only)."""
     if len(data) > MAX_SPEC_BYTES:
-        raise _one(path, 1, "(file)", f"is over the {MAX_SPEC_BYTES // 2**20} MiB limit for a campus spec")
+        raise _one(
+            path, 1, "(file)", f"is over the {MAX_SPEC_BYTES // 2**20} MiB limit for a campus spec"
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -92,7 +96,7 @@ def load_spec_bytes(data: bytes, path: Path) -> Campus:
         return Campus.model_validate(raw)
     except ValidationError as exc:
         raise SpecError(_validation_issues(exc, lines, path)) from None
-    except SemanticErrors as exc:
+    except SpecRuleError as exc:
         raise SpecError(
             [SpecIssue(path, _line_for(p, lines), _dotted(p), m) for p, m in exc.problems]
         ) from None
@@ -113,7 +117,9 @@ def _parse(text: str, path: Path) -> tuple[yaml.Node, object]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
-        raise _one(path, line, _guess_field(text, line), _yaml_message(exc)) from None
+        # At the end of a file with no final newline, the parser counts one line too many.
+        line = max(1, min(line, len(text.splitlines())))
+        raise _one(path, line, _guess_field(text, line), _yaml_message(exc, text)) from None
     except yaml.YAMLError as exc:
         raise _one(path, 1, "(document)", f"not valid YAML: {exc}") from None
     except RecursionError:
@@ -123,17 +129,20 @@ def _parse(text: str, path: Path) -> tuple[yaml.Node, object]:
     return node, raw
 
 
-def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
+def _yaml_message(exc: yaml.MarkedYAMLError, text: str) -> str:
     problem = (exc.problem or "").strip()
     context = (exc.context or "").strip()
-    if "'\\t'" in problem:
-        return "a tab character here; YAML indentation must use spaces"
-    if "end of stream" in problem or "end of the stream" in problem:
-        return f"the file ends too early ({context or problem}); is it truncated?"
-    if "found duplicate anchor" in context or "found undefined alias" in problem:
-        return problem
-    text = f"{context}: {problem}" if context else problem
-    return f"not valid YAML: {text}"
+    detail = f"{context}: {problem}" if context else problem
+    mark = exc.problem_mark
+    if mark is not None:
+        line = text.splitlines()[mark.line] if mark.line < len(text.splitlines()) else ""
+        if "\t" in line[: mark.column + 1] and (
+            "cannot start any token" in problem or "tab" in problem
+        ):
+            return "a tab character here; YAML indentation must use spaces"
+        if not text[mark.index :].strip():
+            return f"the file ends too early ({detail}); is it truncated?"
+    return f"not valid YAML: {detail}"
 
 
 def _check_expansion(root: yaml.Node, path: Path) -> None:
@@ -170,7 +179,12 @@ def _walk(
             line = key_node.start_mark.line + 1
             if key in seen:
                 issues.append(
-                    SpecIssue(file, line, _dotted((*path, key)), f"duplicate key (first at line {seen[key]})")
+                    SpecIssue(
+                        file,
+                        line,
+                        _dotted((*path, key)),
+                        f"duplicate key (first at line {seen[key]})",
+                    )
                 )
                 continue
             seen[key] = line
@@ -197,8 +211,21 @@ def _dotted(loc: tuple[str | int, ...]) -> str:
 def _validation_issues(
     exc: ValidationError, lines: dict[PathKey, int], path: Path
 ) -> list[SpecIssue]:
+    errors = exc.errors(include_url=False)
+    missing = {tuple(e["loc"]) for e in errors if e["type"] == "missing"}
+    # A misspelt required key shows up twice: unknown here, missing there. Say it once.
+    folded: set[tuple[str | int, ...]] = set()
+    for err in errors:
+        loc = tuple(err["loc"])
+        if err["type"] == "extra_forbidden" and loc:
+            siblings = [str(m[-1]) for m in missing if m[:-1] == loc[:-1]]
+            close = difflib.get_close_matches(str(loc[-1]), siblings, n=1)
+            if close:
+                folded.add((*loc[:-1], close[0]))
     issues: list[SpecIssue] = []
-    for err in exc.errors(include_url=False):
+    for err in errors:
+        if err["type"] == "missing" and tuple(err["loc"]) in folded:
+            continue
         loc = tuple(p for p in err["loc"] if p != "[key]")
         is_key = "[key]" in err["loc"]
         message = _message(err, loc, is_key)
@@ -213,7 +240,11 @@ def _message(err: Any, loc: tuple[str | int, ...], is_key: bool) -> str:
         hint = ""
         if allowed:
             close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else f"; allowed here: {', '.join(allowed)}"
+            hint = (
+                f"; did you mean '{close[0]}'?"
+                if close
+                else f"; allowed here: {', '.join(allowed)}"
+            )
         return f"unknown field{hint}"
     if kind == "missing":
         return "required field is missing"
@@ -227,7 +258,10 @@ def _message(err: Any, loc: tuple[str | int, ...], is_key: bool) -> str:
     if is_key:
         msg = f"key: {msg}"
     value = err.get("input")
-    if isinstance(value, str | int | float | bool) and kind not in {"value_error", "assertion_error"}:
+    if isinstance(value, str | int | float | bool) and kind not in {
+        "value_error",
+        "assertion_error",
+    }:
         shown = repr(value)
         if len(shown) > 60:
             shown = shown[:57] + "..."
@@ -298,7 +332,8 @@ def _guess_field(text: str, error_line: int) -> str:
     lines before it is the best map of where the reader is.
     """
     stack: list[tuple[int, str, bool]] = []  # (indent, key or index, is_index)
-    for number, raw in enumerate(_lines_upto(text, error_line), start=1):
+    for number, original in enumerate(_lines_upto(text, error_line), start=1):
+        raw = original
         if "\t" in raw[: len(raw) - len(raw.lstrip())]:
             continue
         stripped = raw.strip()
@@ -307,7 +342,9 @@ def _guess_field(text: str, error_line: int) -> str:
         indent = len(raw) - len(raw.lstrip(" "))
         item = _ITEM_RE.match(raw)
         while item:
-            while stack and (stack[-1][0] > indent or (stack[-1][0] == indent and not stack[-1][2])):
+            while stack and (
+                stack[-1][0] > indent or (stack[-1][0] == indent and not stack[-1][2])
+            ):
                 stack.pop()
             if stack and stack[-1][0] == indent and stack[-1][2]:
                 last = stack.pop()
@@ -315,7 +352,7 @@ def _guess_field(text: str, error_line: int) -> str:
             else:
                 stack.append((indent, "0", True))
             indent = item.end()
-            raw = " " * indent + raw[item.end():]
+            raw = " " * indent + raw[item.end() :]
             item = _ITEM_RE.match(raw)
         match = _KEY_LINE_RE.match(raw)
         if match is None:

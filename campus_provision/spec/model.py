@@ -9,7 +9,7 @@ from typing import Annotated, Self
 
 from pydantic import BaseModel, Field, model_validator
 
-from campus_provision.errors import SemanticErrors
+from campus_provision.errors import SpecRuleError
 from campus_provision.spec.accounts import GENERIC_USERNAMES, Accounts
 from campus_provision.spec.campus import CampusInfo
 from campus_provision.spec.controls import Controls, load_catalogue
@@ -58,7 +58,7 @@ class Campus(BaseModel):
     def _cross_field_rules(self) -> Self:
         problems = _Rules(self).run()
         if problems:
-            raise SemanticErrors(problems)
+            raise SpecRuleError(problems)
         return self
 
     @cached_property
@@ -92,7 +92,9 @@ def _expand_group(
     tier = _group_tier(campus, group)
     datasets = tuple(group.datasets)
 
-    def pc(hostname: str, ip: IPv4Address, mac: str | None, origin: Path, ip_origin: Path) -> Workstation:
+    def pc(
+        hostname: str, ip: IPv4Address, mac: str | None, origin: Path, ip_origin: Path
+    ) -> Workstation:
         return Workstation(
             hostname=hostname, ip=ip, mac=mac, site=site_name, room=group.room, group=group.name,
             profile=group.profile, datasets=datasets, tier=tier, data_disk=group.data_disk,
@@ -104,11 +106,18 @@ def _expand_group(
             pc(h.hostname, h.ip, h.mac, (*base, "hosts", j, "hostname"), (*base, "hosts", j, "ip"))
             for j, h in enumerate(group.hosts)
         ]
-    assert group.count is not None and group.hostname is not None and group.first_ip is not None
+    if group.count is None or group.hostname is None or group.first_ip is None:
+        raise ValueError(f"group '{group.name}' has neither hosts nor a pattern")  # validated
     first = int(group.first_ip)
     pattern = group.hostname
     return [
-        pc(pattern.format(n=n), IPv4Address(first + n - 1), None, (*base, "hostname"), (*base, "first_ip"))
+        pc(
+            pattern.format(n=n),
+            IPv4Address(first + n - 1),
+            None,
+            (*base, "hostname"),
+            (*base, "first_ip"),
+        )
         for n in range(1, group.count + 1)
     ]
 
@@ -165,7 +174,9 @@ class _Rules:
                 if net.gateway not in net.cidr or (
                     usable and net.gateway in (net.cidr.network_address, net.cidr.broadcast_address)
                 ):
-                    self.add((*path, "gateway"), f"{net.gateway} is not a host address of {net.cidr}")
+                    self.add(
+                        (*path, "gateway"), f"{net.gateway} is not a host address of {net.cidr}"
+                    )
 
     def references(self) -> None:
         profiles = self.c.software_profiles
@@ -191,7 +202,8 @@ class _Rules:
                 if group.room not in site.rooms:
                     self.add(
                         (*path, "room"),
-                        f"no room '{group.room}' in site '{site_name}' (known: {', '.join(site.rooms)})",
+                        f"no room '{group.room}' in site '{site_name}' "
+                        f"(known: {', '.join(site.rooms)})",
                     )
                 if group.profile not in profiles:
                     self.add(
@@ -205,11 +217,10 @@ class _Rules:
                     self.add((*path, "datasets"), "a dataset is listed twice")
 
     def hosts(self) -> None:
-        names: dict[str, Path] = {}
-        ips: dict[int, Path] = {}
-        macs: dict[str, Path] = {}
-        service_hosts = {s.hostname for s in self.c.services}
-        service_ips = {int(s.ip) for s in self.c.services}
+        self.address_ranges()
+        self.unique_hosts()
+
+    def address_ranges(self) -> None:
         # One range check per generated group instead of one per PC: groups can be big.
         for site_name, site in self.c.sites.items():
             for i, group in enumerate(site.workstation_groups):
@@ -237,12 +248,31 @@ class _Rules:
                             (*path, "hosts", j, "ip"),
                             f"{h.ip} is outside network {net.cidr} of room '{group.room}'",
                         )
-                    elif h.ip in (net.gateway, net.cidr.network_address, net.cidr.broadcast_address):
+                    elif h.ip in (
+                        net.gateway,
+                        net.cidr.network_address,
+                        net.cidr.broadcast_address,
+                    ):
                         self.add((*path, "hosts", j, "ip"), f"{h.ip} is not a usable host address")
+
+    def unique_hosts(self) -> None:
+        names: dict[str, Path] = {}
+        ips: dict[int, Path] = {}
+        macs: dict[str, Path] = {}
+        service_hosts = {s.hostname for s in self.c.services}
+        service_ips = {int(s.ip) for s in self.c.services}
+        # A clash inside a generated group repeats for each of its PCs: report it once
+        # per spec field, with how many PCs clash.
+        clashes: dict[Path, tuple[str, int]] = {}
+
+        def clash(origin: Path, message: str) -> None:
+            first, count = clashes.get(origin, (message, 0))
+            clashes[origin] = (first, count + 1)
+
         for ws in self.c.workstations:
             if ws.hostname in names or ws.hostname in service_hosts:
                 where = names.get(ws.hostname)
-                self.add(
+                clash(
                     ws.origin,
                     f"hostname '{ws.hostname}' is used twice"
                     + (f" (first at {self._where(where)})" if where else " (also a service host)"),
@@ -252,10 +282,14 @@ class _Rules:
             ip = int(ws.ip)
             if ip in ips or ip in service_ips:
                 where = ips.get(ip)
-                self.add(
+                clash(
                     ws.ip_origin,
                     f"address {ws.ip} of '{ws.hostname}' is used twice"
-                    + (f" (first at {self._where(where)})" if where else " (also a service address)"),
+                    + (
+                        f" (first at {self._where(where)})"
+                        if where
+                        else " (also a service address)"
+                    ),
                 )
             else:
                 ips[ip] = ws.ip_origin
@@ -267,6 +301,8 @@ class _Rules:
                     )
                 else:
                     macs[ws.mac] = (*ws.origin[:-1], "mac")
+        for origin, (message, count) in clashes.items():
+            self.add(origin, message + (f"; {count} PCs of this group clash" if count > 1 else ""))
 
     def services(self) -> None:
         names: set[str] = set()
@@ -278,7 +314,9 @@ class _Rules:
             names.add(svc.name)
             site = self.c.sites.get(svc.site)
             if site is None:
-                self.add((*path, "site"), f"no site '{svc.site}' (known: {', '.join(self.c.sites)})")
+                self.add(
+                    (*path, "site"), f"no site '{svc.site}' (known: {', '.join(self.c.sites)})"
+                )
             elif not any(svc.ip in n.cidr for n in site.networks.values()):
                 self.add(
                     (*path, "ip"),
@@ -353,9 +391,11 @@ class _Rules:
         for i, analyst in enumerate(acc.analysts):
             for j, group in enumerate(analyst.groups):
                 if group not in acc.analyst_groups:
-                    self.add(("accounts", "analysts", i, "groups", j), f"no analyst group '{group}'")
-        for name, group in acc.analyst_groups.items():
-            for j, site in enumerate(group.sites or []):
+                    self.add(
+                        ("accounts", "analysts", i, "groups", j), f"no analyst group '{group}'"
+                    )
+        for name, analyst_group in acc.analyst_groups.items():
+            for j, site in enumerate(analyst_group.sites or []):
                 if site not in self.c.sites:
                     self.add(("accounts", "analyst_groups", name, "sites", j), f"no site '{site}'")
         for i, username in enumerate(acc.removed):
@@ -368,7 +408,9 @@ class _Rules:
 
     def controls(self) -> None:
         known = load_catalogue().ids()
-        hostnames = {w.hostname for w in self.c.workstations} | {s.hostname for s in self.c.services}
+        hostnames = {w.hostname for w in self.c.workstations} | {
+            s.hostname for s in self.c.services
+        }
         for i, waiver in enumerate(self.c.controls.waivers):
             path: Path = ("controls", "waivers", i)
             if waiver.control not in known:

@@ -86,13 +86,31 @@ PortSpec = Annotated[str, AfterValidator(_check_port)]
 SshPublicKey = Annotated[
     str,
     StringConstraints(
-        pattern=r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa|sk-ssh-ed25519@openssh\.com) [A-Za-z0-9+/=]{16,}( .*)?$"
+        pattern=(
+            r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa|sk-ssh-ed25519@openssh\.com)"
+            r" [A-Za-z0-9+/=]{16,}( .*)?$"
+        )
     ),
     Field(description="one OpenSSH public key line"),
 ]
 
 DevicePath = Annotated[str, StringConstraints(pattern=r"^/dev/[A-Za-z0-9/_.-]+$")]
 
-# Network values: pydantic's own types, strict about host bits in a CIDR.
-Cidr = IPv4Network
+
+def _check_cidr(value: object) -> object:
+    # ipaddress says "has host bits set"; say which network was meant.
+    if isinstance(value, str):
+        try:
+            return IPv4Network(value.strip())
+        except ValueError as exc:
+            if "host bits" in str(exc):
+                meant = IPv4Network(value.strip(), strict=False)
+                raise ValueError(f"{value} has host bits set; the network is {meant}") from None
+            raise ValueError(
+                f"'{value}' is not an IPv4 network in CIDR form (e.g. 10.21.0.0/23)"
+            ) from None
+    return value
+
+
+Cidr = Annotated[IPv4Network, BeforeValidator(_check_cidr)]
 IPv4 = IPv4Address
