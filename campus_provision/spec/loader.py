@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from campus_provision.errors import SpecError, SpecIssue, SpecRuleError
+from campus_provision.perf import gc_paused
 from campus_provision.spec.model import Campus
 
 # A campus spec of 10,000 explicitly listed PCs is about 1 MiB; anything far larger is
@@ -60,6 +61,11 @@ def load_spec(path: Path) -> Campus:
 
 def load_spec_bytes(data: bytes, path: Path) -> Campus:
     """Validate spec ``data`` that was read from ``path`` (used for messages only)."""
+    with gc_paused():
+        return _load(data, path)
+
+
+def _load(data: bytes, path: Path) -> Campus:
     if len(data) > MAX_SPEC_BYTES:
         raise _one(
             path, 1, "(file)", f"is over the {MAX_SPEC_BYTES // 2**20} MiB limit for a campus spec"
@@ -77,19 +83,11 @@ def load_spec_bytes(data: bytes, path: Path) -> Campus:
             "the file is empty; a campus spec has the sections campus, sites, services, "
             "software_profiles, datasets, accounts and controls (see 'campus-provision init')",
         )  # fmt: skip
-    node, raw = _parse(text, path)
-    lines: dict[PathKey, int] = {}
-    issues: list[SpecIssue] = []
-    try:
-        _walk(node, (), lines, issues, path)
-    except RecursionError:
-        raise _one(path, 1, "(document)", "the YAML nests too deeply") from None
-    if issues:
-        raise SpecError(issues)
+    raw, root_line, lines = _parse(text, path)
     if not isinstance(raw, dict):
         kind = "a list" if isinstance(raw, list) else f"a single value ({type(raw).__name__})"
         raise _one(
-            path, node.start_mark.line + 1, "(document)",
+            path, root_line, "(document)",
             f"a campus spec is a mapping of sections (campus:, sites:, ...), not {kind}",
         )  # fmt: skip
     try:
@@ -106,14 +104,15 @@ def _one(path: Path, line: int, field: str, message: str) -> SpecError:
     return SpecError([SpecIssue(path, line, field, message)])
 
 
-def _parse(text: str, path: Path) -> tuple[yaml.Node, object]:
+def _parse(text: str, path: Path) -> tuple[object, int, dict[PathKey, int]]:
+    """YAML text → (data, line of the document, line of every path)."""
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             raise _one(path, 1, "(document)", "the file holds no YAML document")
-        _check_expansion(node, path)
-        raw = loader.construct_document(node)
+        builder = _Builder(loader, path)
+        raw = builder.build(node, ())
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
@@ -126,7 +125,9 @@ def _parse(text: str, path: Path) -> tuple[yaml.Node, object]:
         raise _one(path, 1, "(document)", "the YAML nests too deeply") from None
     finally:
         loader.dispose()
-    return node, raw
+    if builder.issues:
+        raise SpecError(builder.issues)
+    return raw, node.start_mark.line + 1, builder.lines
 
 
 def _yaml_message(exc: yaml.MarkedYAMLError, text: str) -> str:
@@ -145,54 +146,106 @@ def _yaml_message(exc: yaml.MarkedYAMLError, text: str) -> str:
     return f"not valid YAML: {detail}"
 
 
-def _check_expansion(root: yaml.Node, path: Path) -> None:
-    # Walk with alias sharing expanded, counting nodes, iteratively (no recursion limit).
-    count = 0
-    stack: list[yaml.Node] = [root]
-    while stack:
-        node = stack.pop()
-        count += 1
-        if count > MAX_EXPANDED_NODES:
+_STR = "tag:yaml.org,2002:str"
+_MAP = "tag:yaml.org,2002:map"
+_SEQ = "tag:yaml.org,2002:seq"
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+class _Builder:
+    """Node tree → Python data in one pass, recording what error messages need.
+
+    Records the line of every path, flags duplicate keys (PyYAML would keep the last
+    silently), and bounds what aliases expand to, so an alias bomb fails fast.
+    """
+
+    def __init__(self, loader: yaml.SafeLoader, file: Path) -> None:
+        self.loader = loader
+        self.file = file
+        self.lines: dict[PathKey, int] = {}
+        self.issues: list[SpecIssue] = []
+        self.expanded = 0
+        self.memo: dict[int, tuple[object, int]] = {}
+
+    def _count(self, n: int, node: yaml.Node) -> None:
+        self.expanded += n
+        if self.expanded > MAX_EXPANDED_NODES:
             raise _one(
-                path, root.start_mark.line + 1, "(document)",
+                self.file, node.start_mark.line + 1, "(document)",
                 "the YAML expands to over a million values through aliases; refusing to load it",
             )  # fmt: skip
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                stack.append(k)
-                stack.append(v)
-        elif isinstance(node, yaml.SequenceNode):
-            stack.extend(node.value)
 
+    def build(self, node: yaml.Node, path: PathKey) -> object:
+        hit = self.memo.get(id(node))
+        if hit is not None:  # an alias: the same object again, counted at its full size
+            self._count(hit[1], node)
+            return hit[0]
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        start = self.expanded
+        self._count(1, node)
+        value: object
+        if isinstance(node, yaml.ScalarNode):
+            return node.value if node.tag == _STR else self.loader.construct_object(node)
+        if isinstance(node, yaml.MappingNode) and node.tag == _MAP:
+            mapping: dict[object, object] = {}
+            self.memo[id(node)] = (mapping, 1)
+            self._mapping(node, path, mapping)
+            value = mapping
+        elif isinstance(node, yaml.SequenceNode) and node.tag == _SEQ:
+            items: list[object] = []
+            self.memo[id(node)] = (items, 1)
+            items.extend(self.build(item, (*path, str(i))) for i, item in enumerate(node.value))
+            value = items
+        else:  # other tags (!!set, !!omap, !!binary...): PyYAML's safe constructors
+            value = self.loader.construct_object(node, deep=True)
+        self.memo[id(node)] = (value, self.expanded - start)
+        return value
 
-def _walk(
-    node: yaml.Node, path: PathKey, lines: dict[PathKey, int], issues: list[SpecIssue], file: Path
-) -> None:
-    """Record the line of every path and flag duplicate keys (PyYAML keeps the last)."""
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[str, int] = {}
+    def _mapping(self, node: yaml.MappingNode, path: PathKey, out: dict[object, object]) -> None:
+        seen: dict[object, int] = {}
+        merges: list[yaml.Node] = []
         for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.value == "<<":
+            if key_node.tag == _MERGE:
+                merges.append(value_node)
                 continue
-            key = key_node.value
             line = key_node.start_mark.line + 1
+            if isinstance(key_node, yaml.ScalarNode):
+                key = (
+                    key_node.value
+                    if key_node.tag == _STR
+                    else self.loader.construct_object(key_node)
+                )
+            else:
+                self.issues.append(
+                    SpecIssue(self.file, line, _dotted(path), "a key must be a plain value")
+                )
+                continue
             if key in seen:
-                issues.append(
+                self.issues.append(
                     SpecIssue(
-                        file,
+                        self.file,
                         line,
-                        _dotted((*path, key)),
+                        _dotted((*path, str(key))),
                         f"duplicate key (first at line {seen[key]})",
                     )
                 )
                 continue
             seen[key] = line
-            lines[(*path, key)] = line
-            _walk(value_node, (*path, key), lines, issues, file)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _walk(item, (*path, str(i)), lines, issues, file)
+            self.lines[(*path, str(key))] = line
+            out[key] = self.build(value_node, (*path, str(key)))
+        # "<<: *defaults": keys of the merged mappings, unless this mapping sets them itself.
+        for merge_node in merges:
+            merged = self.build(merge_node, path)
+            sources = merged if isinstance(merged, list) else [merged]
+            for source in sources:
+                if not isinstance(source, dict):
+                    line = merge_node.start_mark.line + 1
+                    self.issues.append(
+                        SpecIssue(self.file, line, _dotted(path), "<< needs a mapping")
+                    )
+                    continue
+                for k, v in source.items():
+                    out.setdefault(k, v)
 
 
 def _line_for(loc: tuple[str | int, ...], lines: dict[PathKey, int]) -> int:

@@ -113,4 +113,18 @@ def _check_cidr(value: object) -> object:
 
 
 Cidr = Annotated[IPv4Network, BeforeValidator(_check_cidr)]
-IPv4 = IPv4Address
+
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4_RE = re.compile(rf"^{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}$")
+
+
+def _fast_ipv4(value: object) -> object:
+    # ipaddress parses a dotted quad in ~20 us; a spec can list 10,000 PCs. Build the
+    # address from its integer instead; anything unusual goes to pydantic's own check.
+    if isinstance(value, str) and _IPV4_RE.match(value):
+        a, b, c, d = (int(part) for part in value.split("."))
+        return IPv4Address((a << 24) | (b << 16) | (c << 8) | d)
+    return value
+
+
+IPv4 = Annotated[IPv4Address, BeforeValidator(_fast_ipv4)]
