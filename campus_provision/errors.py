@@ -33,7 +33,9 @@ class SpecIssue:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.field}: {self.message}"
+        # One problem, one line, whatever characters the offending input carried.
+        text = f"{self.file}:{self.line}: {self.field}: {self.message}"
+        return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 class SpecError(CampusProvisionError):

@@ -301,16 +301,35 @@ def _scalar(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
-        if (_PLAIN_RE.match(value) and value.lower() not in _YAML11_WORDS) or _IPV4_RE.match(value):
+        if (
+            _PLAIN_RE.fullmatch(value) and value.lower() not in _YAML11_WORDS
+        ) or _IPV4_RE.fullmatch(value):
             return value
-        if _QUOTABLE_RE.match(value):
+        if _QUOTABLE_RE.fullmatch(value):
             return f'"{value}"'
-        # Anything else (non-ASCII, control characters, quotes): PyYAML's own quoting.
-        quoted: str = yaml.safe_dump(value, default_style='"', width=10_000, allow_unicode=True)
-        return quoted.removesuffix("\n...\n").rstrip("\n")
+        return '"' + "".join(_escape(ch) for ch in value) + '"'
+
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def _escape(ch: str) -> str:
+    """One character inside a YAML double-quoted scalar, on one line."""
+    code = ord(ch)
+    if ch in '"\\':
+        return "\\" + ch
+    printable = (
+        0x20 <= code <= 0x7E
+        or (0xA0 <= code <= 0xD7FF and code not in (0x2028, 0x2029))  # those two break lines
+        or (0xE000 <= code <= 0xFFFD and code != 0xFEFF)
+        or code >= 0x10000
+    )
+    if printable:
+        return ch
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}"
 
 
 def emit_tree(tree: dict[str, Any]) -> str:

@@ -8,7 +8,7 @@ from importlib.resources import files
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from campus_provision.spec.types import (
     SPEC_MODEL_CONFIG,
@@ -60,15 +60,15 @@ class FamilySwitches(BaseModel):
 
     model_config = SPEC_MODEL_CONFIG
 
-    net: bool = True
-    pkg: bool = True
-    vol: bool = True
-    usb: bool = True
-    prn: bool = True
-    acc: bool = True
-    aud: bool = True
-    log: bool = True
-    time: bool = True
+    net: StrictBool = True
+    pkg: StrictBool = True
+    vol: StrictBool = True
+    usb: StrictBool = True
+    prn: StrictBool = True
+    acc: StrictBool = True
+    aud: StrictBool = True
+    log: StrictBool = True
+    time: StrictBool = True
 
 
 class Waiver(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Self
 
-from pydantic import AfterValidator, BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, Field, StrictInt, model_validator
 
 from campus_provision.spec.types import (
     SPEC_MODEL_CONFIG,
@@ -23,7 +23,7 @@ MAX_GROUP_COUNT = 20_000
 
 
 def _check_hostname_pattern(value: str) -> str:
-    if not _PATTERN_RE.match(value):
+    if not _PATTERN_RE.fullmatch(value):
         raise ValueError(
             f"'{value}' is not a hostname pattern: use lower-case letters, digits and '-' "
             "around one {n} or {n:02d} placeholder (for example 'sgm-a{n:02d}')"
@@ -41,7 +41,7 @@ class Network(BaseModel):
 
     cidr: Cidr
     gateway: IPv4
-    vlan: Annotated[int, Field(ge=1, le=4094)] | None = None
+    vlan: Annotated[StrictInt, Field(ge=1, le=4094)] | None = None
 
 
 class Room(BaseModel):
@@ -78,7 +78,7 @@ class WorkstationGroup(BaseModel):
     profile: Name
     datasets: list[Name] = []
     data_disk: DevicePath = "/dev/sdb"
-    count: Annotated[int, Field(ge=1, le=MAX_GROUP_COUNT)] | None = None
+    count: Annotated[StrictInt, Field(ge=1, le=MAX_GROUP_COUNT)] | None = None
     hostname: HostnamePattern | None = None
     first_ip: IPv4 | None = None
     hosts: Annotated[list[WorkstationHost], Field(min_length=1)] | None = None

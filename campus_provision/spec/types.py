@@ -71,7 +71,7 @@ _PORT_RE = re.compile(r"^(?P<port>[0-9]{1,5})/(?P<proto>tcp|udp)$")
 
 
 def _check_port(value: str) -> str:
-    match = _PORT_RE.match(value)
+    match = _PORT_RE.fullmatch(value)
     if match is None:
         raise ValueError(f"'{value}' is not PORT/tcp or PORT/udp (for example 443/tcp)")
     port = int(match["port"])
@@ -109,6 +109,8 @@ def _check_cidr(value: object) -> object:
             raise ValueError(
                 f"'{value}' is not an IPv4 network in CIDR form (e.g. 10.21.0.0/23)"
             ) from None
+    if not isinstance(value, IPv4Network):
+        raise ValueError(f"{value!r} is not an IPv4 network in CIDR form (e.g. 10.21.0.0/23)")
     return value
 
 
@@ -121,9 +123,12 @@ _IPV4_RE = re.compile(rf"^{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}$")
 def _fast_ipv4(value: object) -> object:
     # ipaddress parses a dotted quad in ~20 us; a spec can list 10,000 PCs. Build the
     # address from its integer instead; anything unusual goes to pydantic's own check.
-    if isinstance(value, str) and _IPV4_RE.match(value):
+    if isinstance(value, str) and _IPV4_RE.fullmatch(value):
         a, b, c, d = (int(part) for part in value.split("."))
         return IPv4Address((a << 24) | (b << 16) | (c << 8) | d)
+    if not isinstance(value, str | IPv4Address):
+        # pydantic would take 1 (or true) as 0.0.0.1; a spec writes addresses as text.
+        raise ValueError(f"{value!r} is not an IPv4 address in dotted form (e.g. 10.21.0.11)")
     return value
 
 

@@ -16,7 +16,7 @@ names = st.one_of(
     st.text(max_size=20),
     st.sampled_from(["yes", "No", "on", "OFF", "null", "~", "true", "1e3", "0x1f", "010", "1_000",
                      "10.21.0.1", "999.1.1.1", "52:54:00:00:00:01", "12:30", "- a", "a: b", "#x",
-                     "'q'", '"d"', "*alias", "&anchor", "!tag", "%x", "@x", "`x", "|", ">", "é한"]),
+                     "'q'", '"d"', "\n", " ", "\t", "\u2028", "\x85", "\ufeff", "a\\b", "*alias", "&anchor", "!tag", "%x", "@x", "`x", "|", ">", "é한"]),
 )  # fmt: skip
 leaves = st.one_of(st.none(), names)
 trees = st.recursive(
@@ -26,7 +26,7 @@ trees = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(trees)
 def test_emit_tree_round_trips_through_yaml(tree: dict[str, Any]) -> None:
     assert yaml.safe_load(emit_tree(tree) if tree else "{}") == tree

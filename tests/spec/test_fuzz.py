@@ -90,6 +90,7 @@ def _load_or_spec_error(raw: bytes) -> None:
         for issue in exc.issues:
             assert issue.line >= 1
             assert str(issue).startswith("campus.yml:")
+            assert "\n" not in str(issue)
         return
     # What loads must render, and render the same twice.
     assert render_files(campus, "campus.yml") == render_files(campus, "campus.yml")

@@ -88,7 +88,7 @@ def test_wrong_type_names_the_input(example_text: str) -> None:
     text = replace_once(example_text, "        count: 24\n", "        count: many\n")
     assert issues(text) == [
         f"campus.yml:{line_of(text, 'count: many')}: sites.sangam.workstation_groups.0.count: "
-        "Input should be a valid integer, unable to parse string as an integer, got 'many'"
+        "Input should be a valid integer, got 'many'"
     ]
 
 
@@ -116,3 +116,22 @@ def test_bad_dict_key_is_located_at_the_key(example_text: str) -> None:
     assert out[0].startswith(
         f"campus.yml:{line_of(text, 'Gaepo Park:')}: sites.Gaepo Park: key: not a valid value"
     )
+
+
+@pytest.mark.parametrize("value", ["true", "167772161", "[10, 21]"])
+def test_address_must_be_written_as_dotted_text(example_text: str, value: str) -> None:
+    text = replace_once(example_text, "        first_ip: 10.22.0.41", f"        first_ip: {value}")
+    out = issues(text)
+    assert len(out) == 1
+    assert out[0].startswith(
+        f"campus.yml:{line_of(text, f'first_ip: {value}')}: sites.gaepo.workstation_groups.1.first_ip: "
+    )
+    assert "is not an IPv4 address in dotted form" in out[0]
+
+
+def test_cidr_must_be_written_as_text(example_text: str) -> None:
+    text = replace_once(example_text, "cidr: 10.22.10.0/24", "cidr: 5")
+    assert issues(text) == [
+        f"campus.yml:{line_of(text, 'cidr: 5')}: sites.gaepo.networks.servers.cidr: "
+        "5 is not an IPv4 network in CIDR form (e.g. 10.21.0.0/23)"
+    ]
