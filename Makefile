@@ -8,11 +8,15 @@ STAMP  := $(VENV)/.installed-stamp
 SPEC   ?= inventories/seoul/campus.yml
 PYTEST_ARGS ?=
 
-.PHONY: help setup test test-fast lint fmt bench demo render clean
+# Host packages the lab needs (namespaces, containers, VMs, image building).
+LAB_PACKAGES := debootstrap systemd-container iproute2 netcat-openbsd openssh-client \
+	qemu-system-x86 qemu-utils grub-pc-bin grub-common dosfstools fdisk e2fsprogs
+
+.PHONY: help setup lab-deps test test-fast test-lab lint fmt bench demo render clean lab-down
 
 help:
 	@echo "make demo       validate, summarise and render the example campus (what works today)"
-	@echo "make test       every test (unit now; lab tests join as the lab lands)"
+	@echo "make test       every test: unit tests, then the lab tests (root; real hosts)"
 	@echo "make test-fast  unit tests only, for quick iteration"
 	@echo "make lint       ruff, mypy --strict, yamllint, ansible-lint"
 	@echo "make bench      render benchmark: 10,000 PCs"
@@ -26,8 +30,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-test: setup
-	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
+lab-deps:
+	@missing=$$(for p in $(LAB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing lab packages: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+# Unit tests in parallel, then the lab tests one at a time (they share the image cache
+# and the machine's two cores with their VMs).
+test: setup lab-deps
+	$(BIN)/pytest -n 2 -m "not lab" $(PYTEST_ARGS)
+	$(MAKE) test-lab
+
+test-lab: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -m lab -v $(PYTEST_ARGS)
 
 test-fast: setup
 	$(BIN)/pytest -n 2 -m "not lab" $(PYTEST_ARGS)
@@ -58,6 +75,9 @@ demo: setup
 	@echo
 	@echo "Rendered inventory: $(dir $(SPEC))hosts.yml and $(dir $(SPEC))group_vars/."
 	@echo "The lab, provisioning and verification join 'make demo' as their issues land (see README)."
+
+lab-down: setup
+	$(BIN)/campus-provision lab down
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

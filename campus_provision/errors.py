@@ -79,3 +79,12 @@ class RenderError(CampusProvisionError):
 
 class InitError(CampusProvisionError):
     """Raised when ``init`` would overwrite an existing spec without ``--force``."""
+
+
+class LabError(CampusProvisionError):
+    """Raised when the lab cannot be set up, reached or torn down.
+
+    Not root, a missing host tool, a host that does not answer SSH in time (the
+    message names the host and its console log), or a lab that is already up with a
+    different plan.
+    """

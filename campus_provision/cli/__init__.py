@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from campus_provision import __version__
-from campus_provision.cli import init, render, spec, validate
+from campus_provision.cli import init, lab, render, spec, validate
 
 app = typer.Typer(
     name="campus-provision",
@@ -45,6 +45,7 @@ app.command("validate")(validate.validate)
 app.command("render")(render.render)
 app.command("init")(init.init)
 app.add_typer(spec.app, name="spec")
+app.add_typer(lab.app, name="lab")
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ No secrets: dataset volume keys are referred to by keystore id only.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -352,10 +352,18 @@ def emit_tree(tree: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-def render_files(campus: Campus, source: str) -> dict[str, str]:
-    """Every file render writes, relative path → text; ``source`` names the spec."""
+def render_files(
+    campus: Campus, source: str, connection: Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    """Every file render writes, relative path → text; ``source`` names the spec.
+
+    ``connection`` adds ``ansible_*`` connection variables to ``group_vars/all.yml`` (the
+    lab uses it to reach its hosts through its namespace); the spec never sets them.
+    """
     with gc_paused():
         inv = build_inventory(campus)
+        if connection:
+            inv.group_vars["all"] = {**connection, **inv.group_vars["all"]}
         header = HEADER.format(source=source)
         files = {"hosts.yml": header + "---\n" + emit_tree(inv.hosts)}
         for name, variables in inv.group_vars.items():

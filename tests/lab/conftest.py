@@ -1,0 +1,72 @@
+"""Lab fixtures: real Debian hosts in namespaces; lab tests fail (never skip) without root."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from campus_provision.lab import control
+from campus_provision.lab.control import UpResult
+from campus_provision.lab.plan import LabHost
+from campus_provision.lab.state import LabPaths, state_dir_from_env
+from tests.conftest import EXAMPLE
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def require_lab() -> None:
+    """Fail with the reason when the lab cannot run here (a skipped lab test proves nothing)."""
+    if os.geteuid() != 0:
+        pytest.fail(
+            "lab tests need root (namespaces, mounts, containers): run 'sudo make test-lab'"
+        )
+    missing = [t for t in (*control.HOST_TOOLS, *control.VM_TOOLS) if shutil.which(t) is None]
+    if missing:
+        pytest.fail(f"lab tests need host tools {missing}: run 'make lab-deps'")
+
+
+def lab_paths(prefix: str) -> LabPaths:
+    return LabPaths(state_dir_from_env(), prefix)
+
+
+def ssh(paths: LabPaths, host: LabHost, command: str, *, input: str | None = None,
+        timeout: float = 120) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """Run ``command`` on a lab host over the lab's own ssh path."""
+    return subprocess.run(
+        [*control.ssh_args(paths, host), command],
+        capture_output=True, text=True, timeout=timeout, input=input, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def nspawn_lab() -> Iterator[tuple[LabPaths, UpResult]]:
+    """The example campus with one nspawn PC per site, plus every service host."""
+    require_lab()
+    paths = lab_paths("cpt")
+    control.down(paths)
+    result = control.up(EXAMPLE, paths, per_site=1, progress=print)
+    try:
+        yield paths, result
+    finally:
+        control.down(paths)
+        assert control.leftovers(paths) == []
+
+
+@pytest.fixture(scope="module")
+def vm_lab() -> Iterator[tuple[LabPaths, UpResult]]:
+    """One QEMU PC (Sangam) plus the service hosts."""
+    require_lab()
+    paths = lab_paths("cpv")
+    control.down(paths)
+    result = control.up(EXAMPLE, paths, per_site=1, driver="qemu", sites=["sangam"], progress=print)
+    try:
+        yield paths, result
+    finally:
+        control.down(paths)
+        assert control.leftovers(paths) == []

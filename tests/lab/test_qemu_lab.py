@@ -1,0 +1,54 @@
+"""The QEMU driver: a VM with a kernel of its own (dm-crypt works), a data disk, a USB stick."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+
+from campus_provision.lab.control import UpResult
+from campus_provision.lab.plan import VM_DATA_DISK
+from campus_provision.lab.state import LabPaths
+from tests.lab.conftest import ssh
+
+pytestmark = [pytest.mark.lab, pytest.mark.vm]
+Lab = tuple[LabPaths, UpResult]
+
+
+def test_vm_boots_its_own_kernel_and_answers_ssh(vm_lab: Lab) -> None:
+    paths, result = vm_lab
+    host = result.plan.host("sgm-a01")
+    assert host.driver == "qemu"
+    out = ssh(paths, host, "cat /proc/1/comm; hostname; uname -r")
+    comm, hostname, kernel = out.stdout.split()
+    assert (comm, hostname) == ("systemd", "sgm-a01")
+    assert kernel.endswith("-amd64")
+    print(f"VM up in {result.seconds:.0f} s")
+
+
+def test_luks_format_and_open_on_the_data_disk(vm_lab: Lab) -> None:
+    paths, result = vm_lab
+    host = result.plan.host("sgm-a01")
+    key = secrets.token_hex(32)
+    # The key goes on stdin, never in argv; pbkdf2 with few iterations keeps TCG fast.
+    fmt = ssh(paths, host, f"cryptsetup luksFormat --batch-mode --type luks2 --pbkdf pbkdf2 "
+              f"--pbkdf-force-iterations 1000 --key-file - {VM_DATA_DISK}", input=key)  # fmt: skip
+    assert fmt.returncode == 0, fmt.stderr
+    opened = ssh(paths, host, f"cryptsetup open --key-file - {VM_DATA_DISK} labtest && "
+                 "test -b /dev/mapper/labtest && cryptsetup status labtest", input=key)  # fmt: skip
+    assert opened.returncode == 0, opened.stderr
+    assert "type:    LUKS2" in opened.stdout
+    wrong = ssh(paths, host, f"cryptsetup open --test-passphrase --key-file - {VM_DATA_DISK}",
+                input="not-the-key")  # fmt: skip
+    assert wrong.returncode != 0
+    assert ssh(paths, host, "cryptsetup close labtest").returncode == 0
+
+
+def test_usb_stick_is_attached(vm_lab: Lab) -> None:
+    paths, result = vm_lab
+    host = result.plan.host("sgm-a01")
+    out = ssh(paths, host, "cat /sys/bus/usb/devices/*/product 2>/dev/null; lsblk -dn -o NAME,TRAN")
+    assert "QEMU USB HARDDRIVE" in out.stdout, out.stdout
+    assert any(
+        line.split()[-1] == "usb" for line in out.stdout.splitlines() if len(line.split()) == 2
+    )
