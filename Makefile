@@ -12,10 +12,10 @@ PYTEST_ARGS ?=
 LAB_PACKAGES := debootstrap systemd-container iproute2 netcat-openbsd openssh-client \
 	qemu-system-x86 qemu-utils grub-pc-bin grub-common dosfstools fdisk e2fsprogs
 
-.PHONY: help setup lab-deps test test-fast test-lab lint fmt bench demo render clean lab-down
+.PHONY: help setup lab-deps test test-fast test-lab lint fmt bench demo render clean lab-down lab-up
 
 help:
-	@echo "make demo       validate, summarise and render the example campus (what works today)"
+	@echo "make demo       validate and render the example campus, start its lab, look, stop it"
 	@echo "make test       every test: unit tests, then the lab tests (root; real hosts)"
 	@echo "make test-fast  unit tests only, for quick iteration"
 	@echo "make lint       ruff, mypy --strict, yamllint, ansible-lint"
@@ -66,15 +66,22 @@ bench: setup
 render: setup
 	$(BIN)/campus-provision render $(SPEC)
 
-demo: setup
+LAB_PER_SITE ?= 2
+
+demo: setup lab-deps
 	$(BIN)/campus-provision validate $(SPEC)
 	$(BIN)/campus-provision spec show $(SPEC)
 	$(BIN)/campus-provision render $(SPEC)
 	$(BIN)/campus-provision render $(SPEC) --check
-	$(BIN)/ansible-inventory -i $(dir $(SPEC))hosts.yml --graph site_sangam
+	$(BIN)/campus-provision lab up $(SPEC) --per-site $(LAB_PER_SITE)
+	$(BIN)/campus-provision lab status
+	$(BIN)/campus-provision lab ssh sgm-a01 -- systemctl is-system-running
+	$(BIN)/campus-provision lab down
 	@echo
-	@echo "Rendered inventory: $(dir $(SPEC))hosts.yml and $(dir $(SPEC))group_vars/."
-	@echo "The lab, provisioning and verification join 'make demo' as their issues land (see README)."
+	@echo "Next, as their issues land: provision the lab PCs, verify them, sign the evidence (see README)."
+
+lab-up: setup lab-deps
+	$(BIN)/campus-provision lab up $(SPEC) --per-site $(LAB_PER_SITE)
 
 lab-down: setup
 	$(BIN)/campus-provision lab down

@@ -9,7 +9,7 @@ import pytest
 import testinfra
 
 from campus_provision.errors import LabError
-from campus_provision.lab import control
+from campus_provision.lab import control, nspawn
 from campus_provision.lab.control import UpResult
 from campus_provision.lab.plan import OUTSIDE_HOST
 from campus_provision.lab.state import LabPaths
@@ -115,3 +115,28 @@ def test_lab_ssh_command_runs_a_command(nspawn_lab: Lab) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "gp-l1-01"
+
+
+def test_readiness_timeout_names_the_host_and_its_console_log(nspawn_lab: Lab) -> None:
+    paths, result = nspawn_lab
+    host = result.plan.host("sgm-a01")
+    with pytest.raises(LabError) as err:
+        control.wait_ready(paths, host, timeout=0)
+    console = paths.host_dir("sgm-a01") / "console.log"
+    assert str(err.value) == f"sgm-a01: no SSH after 0 s; see {console}"
+    assert console.stat().st_size > 0
+
+
+def test_a_dead_host_is_named_and_up_restarts_it(nspawn_lab: Lab) -> None:
+    paths, result = nspawn_lab
+    host = result.plan.host("gp-l1-01")
+    pid = nspawn.pid_of(paths, host)
+    assert pid is not None
+    nspawn.stop_host(paths, host)
+    with pytest.raises(
+        LabError, match=r"^gp-l1-01: the nspawn process exited; see .*console\.log$"
+    ):
+        control.wait_ready(paths, host, timeout=30)
+    again = control.up(EXAMPLE, paths, per_site=1)
+    assert again.started == 1
+    assert ssh(paths, host, "hostname").stdout.strip() == "gp-l1-01"
