@@ -1,0 +1,1 @@
+"""Verification: run the control checks against hosts and turn the outcome into evidence."""
