@@ -88,3 +88,12 @@ class LabError(CampusProvisionError):
     message names the host and its console log), or a lab that is already up with a
     different plan.
     """
+
+
+class VerifyError(CampusProvisionError):
+    """Raised when verification cannot run at all (not when a control fails).
+
+    An inventory that does not exist or is out of date for ``audit``, pytest that
+    cannot start, or no host matching ``--limit``. A failing control is exit 1 with a
+    report, not this error.
+    """

@@ -22,7 +22,15 @@ from typing import Any
 from campus_provision.errors import LabError
 from campus_provision.lab import net, nspawn, qemu
 from campus_provision.lab.image import Image, ensure_base, ensure_vm_disk
-from campus_provision.lab.plan import ROUTER_ADMIN, Driver, LabHost, LabPlan, build_plan, mac_for
+from campus_provision.lab.plan import (
+    OUTSIDE_HOST,
+    ROUTER_ADMIN,
+    Driver,
+    LabHost,
+    LabPlan,
+    build_plan,
+    mac_for,
+)
 from campus_provision.lab.proc import (
     alive,
     cmdline,
@@ -138,6 +146,8 @@ def _connection_vars(paths: LabPaths) -> dict[str, Any]:
         "ansible_user": "root",
         "ansible_ssh_common_args": f"-F {paths.ssh_config}",
         "ansible_python_interpreter": "/usr/bin/python3",
+        # The internet stand-in: what egress checks try to reach, and must not.
+        "campus_lab_outside": str(OUTSIDE_HOST),
     }
 
 
@@ -171,8 +181,9 @@ def up(
     )
     write_record(
         paths,
-        {"prefix": paths.prefix, "spec": str(spec), "fingerprint": plan.fingerprint(),
-         "summary": summary, "hosts": hosts_data, "state": "starting"},
+        {"prefix": paths.prefix, "spec": str(spec.resolve()), "fingerprint": plan.fingerprint(),
+         "summary": summary, "hosts": hosts_data, "state": "starting",
+         "per_site": per_site, "driver": driver, "sites": sites},
     )  # fmt: skip
 
     image = ensure_base(paths.images, progress=progress)
@@ -335,3 +346,18 @@ def find_host(paths: LabPaths, name: str) -> LabHost:
             return host
     known = ", ".join(h.name for h in plan_from_record(paths)) or "none; is the lab up?"
     raise LabError(f"no lab host '{name}' (hosts: {known})")
+
+
+def lab_target(paths: LabPaths) -> tuple[Path, LabPlan]:
+    """The spec and plan of the running lab (for verify --lab)."""
+    record = read_record(paths)
+    if not record or record.get("state") != "up":
+        raise LabError(f"lab '{paths.prefix}' is not up; run 'campus-provision lab up SPEC' first")
+    spec = Path(record["spec"])
+    plan = build_plan(load_spec(spec), int(record.get("per_site", 2)),
+                      record.get("driver", "nspawn"), record.get("sites"))  # fmt: skip
+    if plan.fingerprint() != record.get("fingerprint"):
+        raise LabError(
+            f"{spec} changed since lab '{paths.prefix}' came up; run 'lab down' and 'lab up'"
+        )
+    return spec, plan

@@ -63,7 +63,7 @@ class RunResults:
 
     def counts(self) -> dict[str, int]:
         """How many results have each status."""
-        out = dict.fromkeys(STATUSES, 0)
+        out: dict[str, int] = dict.fromkeys(STATUSES, 0)
         for r in self.results:
             out[r.status] += 1
         return out

@@ -1,0 +1,159 @@
+"""Fixtures and hooks shared by the checks: expectations, evidence, result records.
+
+Runs inside the pytest process that ``campus-provision verify`` starts. Each result is
+appended as one JSON line to ``$CAMPUS_VERIFY_RESULTS`` on the controller, with the
+check's evidence (the commands it ran and what they printed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+EVIDENCE_LIMIT = 4000  # characters of output kept per command
+_ROLE = {"worker": False}
+_CONTROL_RE = re.compile(r"test_(CP_[A-Z]+_\d{2})")
+
+
+@dataclass
+class Evidence:
+    """What a check did on the host, for the auditor: commands, results, notes."""
+
+    host: Any
+    lines: list[str] = field(default_factory=list)
+
+    def run(self, command: str) -> Any:
+        """Run ``command`` on the host (no exception on failure) and record it."""
+        result = self.host.run(command)
+        out = (result.stdout + result.stderr).strip()
+        if len(out) > EVIDENCE_LIMIT:
+            out = out[:EVIDENCE_LIMIT] + f"\n... ({len(out) - EVIDENCE_LIMIT} more characters)"
+        self.lines.append(
+            f"$ {command}\n{out}\n(exit {result.rc})" if out else f"$ {command}\n(exit {result.rc})"
+        )
+        return result
+
+    def note(self, text: str) -> None:
+        """Record a finding in words."""
+        self.lines.append(f"# {text}")
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+_EVIDENCE = pytest.StashKey[Evidence]()
+
+
+@pytest.fixture
+def evidence(host: Any, request: pytest.FixtureRequest) -> Evidence:
+    """The evidence recorder for this control on this host (read when the report is made)."""
+    ev = Evidence(host)
+    request.node.stash[_EVIDENCE] = ev
+    return ev
+
+
+@pytest.fixture
+def hostvars(host: Any) -> dict[str, Any]:
+    """This host's inventory variables: what the spec expects of it."""
+    variables: dict[str, Any] = host.ansible.get_variables()
+    return variables
+
+
+@pytest.fixture
+def is_container(host: Any) -> bool:
+    """True for an nspawn container: no kernel, modules or audit of its own."""
+    return bool(host.run("systemd-detect-virt --container --quiet").rc == 0)
+
+
+@pytest.fixture
+def probe_address(hostvars: dict[str, Any]) -> str:
+    """An address outside the campus that egress checks try to reach (and must not)."""
+    address = os.environ.get("CAMPUS_VERIFY_PROBE") or hostvars.get("campus_lab_outside")
+    if not address:
+        pytest.fail("no probe address: give verify --probe ADDRESS (an address outside the campus)")
+    return str(address)
+
+
+def family_enabled(hostvars: dict[str, Any], family: str) -> None:
+    """Skip as not applicable when the spec switched the control's family off."""
+    families = hostvars.get("campus_control_families", {})
+    if families.get(family.lower()) is False:
+        pytest.skip(f"not applicable: the {family} family is switched off in the spec")
+
+
+def not_applicable(reason: str) -> None:
+    """Mark the control not applicable on this host, with the reason."""
+    pytest.skip(f"not applicable: {reason}")
+
+
+def quote(value: str) -> str:
+    return shlex.quote(value)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Under xdist, reports reach the controller too: only the controller records them.
+    _ROLE["worker"] = hasattr(config, "workerinput")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" and not (report.when == "setup" and report.outcome != "passed"):
+        return
+    status = {"passed": "pass", "skipped": "not_applicable"}.get(report.outcome, "fail")
+    if (
+        report.outcome == "failed"
+        and call.excinfo is not None
+        and not call.excinfo.errisinstance(AssertionError)
+    ):
+        status = "error"
+    match = _CONTROL_RE.search(item.name)
+    control = match.group(1).replace("_", "-") if match else item.name
+    host = getattr(item, "callspec", None)
+    host_name = ""
+    if host is not None and "_testinfra_host" in host.params:
+        host_name = host.params["_testinfra_host"].backend.get_pytest_id().split("://")[-1]
+    recorded = item.stash.get(_EVIDENCE, None)
+    report.user_properties.append(("evidence", recorded.text() if recorded else ""))
+    report.user_properties.append(("campus_status", status))
+    report.user_properties.append(("campus_control", control))
+    report.user_properties.append(("campus_host", host_name))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    props = dict(report.user_properties)
+    if "campus_status" not in props or props.get("campus_logged"):
+        return
+    if report.when == "teardown":
+        return
+    path = os.environ.get("CAMPUS_VERIFY_RESULTS")
+    if not path or _ROLE["worker"]:
+        return
+    message = ""
+    if report.outcome == "skipped" and isinstance(report.longrepr, tuple):
+        message = str(report.longrepr[2]).removeprefix("Skipped: ")
+    elif report.outcome == "failed":
+        crash = getattr(report.longrepr, "reprcrash", None)
+        message = crash.message if crash is not None else str(report.longrepr).splitlines()[-1]
+        message = message.removeprefix("AssertionError: ").removeprefix("Failed: ")
+    record = {
+        "host": props["campus_host"],
+        "control": props["campus_control"],
+        "status": props["campus_status"],
+        "message": message.split("\nassert ")[0].strip(),
+        "evidence": props.get("evidence", ""),
+        "duration": report.duration,
+        "nodeid": report.nodeid,
+    }
+    with open(path, "a", encoding="utf-8") as fh:  # noqa: PTH123 - one short append
+        fh.write(json.dumps(record) + "\n")
