@@ -37,13 +37,17 @@ def test_CP_NET_02_only_campus_services_reachable(
     family_enabled(hostvars, "NET")
     services = hostvars.get("campus_site_services", [])
     unreachable, leaks = [], []
+    probed_ssh: set[str] = set()
     for svc in services:
         tcp_ports = [p["port"] for p in svc["ports"] if p["proto"] == "tcp"]
         for port in tcp_ports:
             if not _tcp(evidence, svc["ip"], port):
                 unreachable.append(f"{svc['name']} {svc['ip']}:{port}/tcp")
         # The service host's other ports are not on the allowlist: SSH, for one.
-        if 22 not in tcp_ports and _tcp(evidence, svc["ip"], 22):
+        if 22 in tcp_ports or svc["ip"] in probed_ssh:
+            continue
+        probed_ssh.add(svc["ip"])
+        if _tcp(evidence, svc["ip"], 22):
             leaks.append(f"{svc['host']} {svc['ip']}:22/tcp (not a listed service)")
     udp = [
         f"{s['name']} {p['port']}/udp" for s in services for p in s["ports"] if p["proto"] == "udp"

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from campus_provision import __version__
-from campus_provision.cli import init, lab, render, spec, validate
+from campus_provision.cli import init, keys, lab, render, report, spec, validate, verify
 
 app = typer.Typer(
     name="campus-provision",
@@ -44,8 +44,12 @@ def _root(
 app.command("validate")(validate.validate)
 app.command("render")(render.render)
 app.command("init")(init.init)
+app.command("verify")(verify.verify)
+app.command("audit")(verify.audit)
 app.add_typer(spec.app, name="spec")
 app.add_typer(lab.app, name="lab")
+app.add_typer(keys.app, name="keys")
+app.add_typer(report.app, name="report")
 
 
 def main() -> None:

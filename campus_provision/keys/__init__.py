@@ -1,0 +1,23 @@
+"""Keys on the controller: the campus evidence-signing key (and the volume keystore).
+
+Every secret here is encrypted at rest under a key derived from the operator's
+passphrase (see :mod:`campus_provision.keys.sealed`); nothing in this package logs,
+prints or puts a secret in an exception message.
+"""
+
+from __future__ import annotations
+
+from campus_provision.errors import CampusProvisionError
+
+
+class KeyStoreError(CampusProvisionError):
+    """Raised when a key file cannot be created, read or unlocked.
+
+    A wrong passphrase; a key file whose authentication tag fails (damaged or tampered
+    with); a malformed key file or one of an unknown format; a missing key or public
+    key; ``keys init`` over an existing key without ``--force``; a keys directory that
+    other users can open; an empty or too-short passphrase.
+    """
+
+
+__all__ = ["KeyStoreError"]

@@ -1,0 +1,1 @@
+"""Tests of campus_provision.keys."""

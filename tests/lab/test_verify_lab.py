@@ -1,0 +1,115 @@
+"""verify against the unprovisioned lab: the checks can fail, and say why; evidence is signed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from campus_provision.lab.control import UpResult
+from campus_provision.lab.state import LabPaths
+from campus_provision.verify.results import RunResults
+from tests.conftest import EXAMPLE
+from tests.lab.conftest import VENV_BIN
+
+pytestmark = pytest.mark.lab
+Lab = tuple[LabPaths, UpResult]
+PASSPHRASE = "lab-test passphrase, not a secret anywhere else"  # noqa: S105 - test only
+
+
+@pytest.fixture(scope="module")
+def evidence(
+    nspawn_lab: Lab, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Path, Path, subprocess.CompletedProcess[str]]]:
+    paths, _ = nspawn_lab
+    base = tmp_path_factory.mktemp("verify")
+    env = {
+        **os.environ,
+        "CAMPUS_KEYS_DIR": str(base / "keys"),
+        "CAMPUS_KEYSTORE_PASSPHRASE": PASSPHRASE,
+    }
+    init = subprocess.run([str(VENV_BIN / "campus-provision"), "keys", "init"], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert init.returncode == 0, init.stderr
+    out = base / "evidence"
+    proc = subprocess.run(
+        [str(VENV_BIN / "campus-provision"), "verify", str(EXAMPLE), "--lab", "--prefix", paths.prefix,
+         "--out", str(out)],
+        env=env, capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    yield out, base / "keys" / "signing.pub", proc
+
+
+def results(out: Path) -> RunResults:
+    return RunResults.from_json((out / "results.json").read_text())
+
+
+def test_verify_fails_on_unprovisioned_pcs_with_exit_1(
+    evidence: tuple[Path, Path, subprocess.CompletedProcess[str]],
+) -> None:
+    out, _, proc = evidence
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "FAIL" in proc.stdout
+    run = results(out)
+    assert run.hosts == ["gp-l1-01", "sgm-a01"]
+    assert len(run.results) == 2 * 17
+
+
+@pytest.mark.parametrize(
+    ("control", "why"),
+    [
+        ("CP-NET-01", "is reachable: tcp/80, tcp/443, tcp/53, tcp/22, icmp"),
+        ("CP-USB-01", "modprobe would load usb-storage"),
+        ("CP-ACC-02", "PermitRootLogin is without-password"),
+    ],
+)
+def test_checks_fail_and_their_evidence_says_why(
+    evidence: tuple[Path, Path, subprocess.CompletedProcess[str]], control: str, why: str
+) -> None:
+    out, _, _ = evidence
+    for r in results(out).results:
+        if r.control == control:
+            assert r.status == "fail", (r.host, r.status, r.message)
+            assert why in r.message
+            assert r.evidence.startswith("$ ")
+
+
+def test_container_only_controls_are_not_applicable_not_pass(
+    evidence: tuple[Path, Path, subprocess.CompletedProcess[str]],
+) -> None:
+    out, _, _ = evidence
+    statuses = {(r.host, r.control): r.status for r in results(out).results}
+    for host in ("sgm-a01", "gp-l1-01"):
+        assert statuses[(host, "CP-AUD-01")] == "not_applicable"
+        assert statuses[(host, "CP-VOL-01")] == "not_applicable"
+
+
+def test_all_five_evidence_files_and_report_verify_accepts_them(
+    evidence: tuple[Path, Path, subprocess.CompletedProcess[str]],
+) -> None:
+    out, pub, _ = evidence
+    assert sorted(p.name for p in out.iterdir()) == [
+        "junit.xml",
+        "manifest.json",
+        "manifest.sig",
+        "report.html",
+        "results.json",
+    ]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["campus"] == "Seoul Big Data Campus"
+    check = subprocess.run([str(VENV_BIN / "campus-provision"), "report", "verify", str(out), "--pubkey", str(pub)],
+                           capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+    html = (out / "report.html").read_text()
+    assert "Seoul Big Data Campus" in html and "CP-NET-01" in html and "<script" not in html
+
+
+def test_audit_refuses_to_provision() -> None:
+    proc = subprocess.run([str(VENV_BIN / "campus-provision"), "audit", str(EXAMPLE), "--provision"],
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert proc.returncode == 2
+    assert "audit never changes a host" in proc.stderr
