@@ -19,7 +19,7 @@ help:
 	@echo "make test       every test: unit tests, then the lab tests (root; real hosts)"
 	@echo "make test-fast  unit tests only, for quick iteration"
 	@echo "make lint       ruff, mypy --strict, yamllint, ansible-lint"
-	@echo "make bench      render benchmark: 10,000 PCs"
+	@echo "make bench      render 10,000 PCs; verify over SSH vs --force-ansible (root)"
 	@echo "make setup      build $(VENV) with campus-provision and its dev tools"
 
 setup: $(STAMP)
@@ -60,8 +60,9 @@ fmt: setup
 	$(BIN)/ruff format campus_provision tests bench
 	$(BIN)/ruff check --fix campus_provision tests bench
 
-bench: setup
+bench: setup lab-deps
 	$(BIN)/python bench/bench_render.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/bench_verify.py
 
 render: setup
 	$(BIN)/campus-provision render $(SPEC)
