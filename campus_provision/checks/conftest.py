@@ -59,20 +59,20 @@ def evidence(host: Any, request: pytest.FixtureRequest) -> Evidence:
     return ev
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def hostvars(host: Any) -> dict[str, Any]:
     """This host's inventory variables: what the spec expects of it."""
     variables: dict[str, Any] = host.ansible.get_variables()
     return variables
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def is_container(host: Any) -> bool:
     """True for an nspawn container: no kernel, modules or audit of its own."""
     return bool(host.run("systemd-detect-virt --container --quiet").rc == 0)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def probe_address(hostvars: dict[str, Any]) -> str:
     """An address outside the campus that egress checks try to reach (and must not)."""
     address = os.environ.get("CAMPUS_VERIFY_PROBE") or hostvars.get("campus_lab_outside")

@@ -15,17 +15,35 @@ OUTSIDE_PORTS = (80, 443, 53, 22)
 CONNECT_SECONDS = 3
 
 
-def _tcp(evidence: Evidence, address: str, port: int) -> bool:
-    """True when a TCP connection from the host to address:port is established."""
-    probe = f"timeout {CONNECT_SECONDS} bash -c 'exec 3<>/dev/tcp/{address}/{port}' 2>&1"
-    return bool(evidence.run(probe).rc == 0)
+def _tcp(evidence: Evidence, targets: list[tuple[str, int]]) -> set[tuple[str, int]]:
+    """Which of ``targets`` accept a TCP connection from the host, all probed at once.
+
+    Probes run concurrently so a locked-down PC (every attempt times out) costs one
+    timeout, not one per port.
+    """
+    if not targets:
+        return set()
+    probes = " ".join(
+        f"(timeout {CONNECT_SECONDS} bash -c 'exec 3<>/dev/tcp/{a}/{p}' 2>/dev/null "
+        f"&& echo 'open {a} {p}' || echo 'closed {a} {p}') &"
+        for a, p in sorted(set(targets))
+    )
+    result = evidence.run(f"{probes} wait")
+    opened = set()
+    for line in result.stdout.splitlines():
+        state, _, rest = line.partition(" ")
+        address, _, port = rest.partition(" ")
+        if state == "open":
+            opened.add((address, int(port)))
+    return opened
 
 
 def test_CP_NET_01_outbound_denied_by_default(
     host: Any, hostvars: dict[str, Any], evidence: Evidence, probe_address: str
 ) -> None:
     family_enabled(hostvars, "NET")
-    reached = [f"tcp/{p}" for p in OUTSIDE_PORTS if _tcp(evidence, probe_address, p)]
+    opened = _tcp(evidence, [(probe_address, p) for p in OUTSIDE_PORTS])
+    reached = [f"tcp/{p}" for p in OUTSIDE_PORTS if (probe_address, p) in opened]
     if evidence.run(f"ping -c 1 -W {CONNECT_SECONDS} {probe_address}").rc == 0:
         reached.append("icmp")
     assert not reached, f"{probe_address} (outside the campus) is reachable: {', '.join(reached)}"
@@ -36,19 +54,20 @@ def test_CP_NET_02_only_campus_services_reachable(
 ) -> None:
     family_enabled(hostvars, "NET")
     services = hostvars.get("campus_site_services", [])
-    unreachable, leaks = [], []
-    probed_ssh: set[str] = set()
-    for svc in services:
-        tcp_ports = [p["port"] for p in svc["ports"] if p["proto"] == "tcp"]
-        for port in tcp_ports:
-            if not _tcp(evidence, svc["ip"], port):
-                unreachable.append(f"{svc['name']} {svc['ip']}:{port}/tcp")
-        # The service host's other ports are not on the allowlist: SSH, for one.
-        if 22 in tcp_ports or svc["ip"] in probed_ssh:
-            continue
-        probed_ssh.add(svc["ip"])
-        if _tcp(evidence, svc["ip"], 22):
-            leaks.append(f"{svc['host']} {svc['ip']}:22/tcp (not a listed service)")
+    allowed = [(s["ip"], p["port"]) for s in services for p in s["ports"] if p["proto"] == "tcp"]
+    # The service hosts' other ports are not on the allowlist: SSH, for one.
+    ssh = [(ip, 22) for ip in sorted({s["ip"] for s in services}) if (ip, 22) not in allowed]
+    opened = _tcp(evidence, allowed + ssh)
+    unreachable = [
+        f"{s['name']} {s['ip']}:{p['port']}/tcp"
+        for s in services
+        for p in s["ports"]
+        if p["proto"] == "tcp" and (s["ip"], p["port"]) not in opened
+    ]
+    hosts = {s["ip"]: s["host"] for s in services}
+    leaks = [
+        f"{hosts[ip]} {ip}:22/tcp (not a listed service)" for ip, _ in ssh if (ip, 22) in opened
+    ]
     udp = [
         f"{s['name']} {p['port']}/udp" for s in services for p in s["ports"] if p["proto"] == "udp"
     ]

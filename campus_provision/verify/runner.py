@@ -20,9 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 from campus_provision import __version__
 from campus_provision.errors import VerifyError
+from campus_provision.render import build_inventory
 from campus_provision.spec.controls import load_catalogue
 from campus_provision.spec.model import Campus
 from campus_provision.verify.results import ControlResult, RunResults, Status, Waiver
@@ -50,39 +52,43 @@ def spec_digest(spec: Path) -> str:
     return hashlib.sha256(spec.read_bytes()).hexdigest()
 
 
-def _hosts_for(inventory: Path, pattern: str) -> list[str]:
-    """Inventory hosts matching a comma-separated list of host and group names."""
-    proc = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-inventory"), "-i", str(inventory), "--list"],
-        capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
-    if proc.returncode != 0:
-        raise VerifyError(
-            f"{inventory}: ansible-inventory cannot read it: {proc.stderr.strip()[-300:]}"
-        )
-    data = json.loads(proc.stdout)
+def _hosts_for(campus: Campus, pattern: str) -> list[str]:
+    """Hosts matching a comma-separated list of host and group names.
 
-    def members(group: str, seen: set[str]) -> set[str]:
-        if group in seen or group not in data:
+    Resolved on the inventory render makes from the same campus (no ansible-inventory
+    run: that alone takes seconds, on every verify).
+    """
+    groups: dict[str, dict[str, Any]] = {}
+
+    def collect(children: dict[str, Any]) -> None:
+        for name, group in children.items():
+            body = group or {}
+            groups.setdefault(name, {}).update(body)
+            collect({k: v for k, v in (body.get("children") or {}).items() if v})
+
+    collect(build_inventory(campus).hosts["all"]["children"])
+    every = {h for g in groups.values() for h in g.get("hosts") or {}}
+
+    def members(name: str, seen: set[str]) -> set[str]:
+        if name in seen or name not in groups:
             return set()
-        seen.add(group)
-        out = set(data[group].get("hosts", []))
-        for child in data[group].get("children", []):
+        seen.add(name)
+        out = set(groups[name].get("hosts") or {})
+        for child in groups[name].get("children") or {}:
             out |= members(child, seen)
         return out
 
-    every = set(data.get("_meta", {}).get("hostvars", {}))
     hosts: set[str] = set()
     for raw in pattern.split(","):
         part = raw.strip()
         if part == "all":
             hosts |= every
-        elif part in data:
+        elif part in groups:
             hosts |= members(part, set())
         elif part in every:
             hosts.add(part)
         else:
-            raise VerifyError(f"--limit {part}: no such host or group in {inventory}")
+            raise VerifyError(f"--limit {part}: no such host or group in the inventory")
     return sorted(hosts)
 
 
@@ -104,7 +110,7 @@ def tool_versions() -> dict[str, str]:
 
 def run_checks(target: Target, junit: Path, progress: Progress | None = None) -> RunResults:
     """Run every selected check on every selected host; the results, waivers applied."""
-    hosts = _hosts_for(target.inventory, target.limit)
+    hosts = _hosts_for(target.campus, target.limit)
     if not hosts:
         raise VerifyError(f"--limit {target.limit}: no hosts")
     controls = _control_ids(target.controls)
