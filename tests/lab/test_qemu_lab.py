@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 
 import pytest
 
 from campus_provision.lab.control import UpResult
 from campus_provision.lab.plan import VM_DATA_DISK
 from campus_provision.lab.state import LabPaths
+from campus_provision.verify.runner import Target, run_checks
 from tests.lab.conftest import ssh
 
 pytestmark = [pytest.mark.lab, pytest.mark.vm]
@@ -52,3 +54,22 @@ def test_usb_stick_is_attached(vm_lab: Lab) -> None:
     assert any(
         line.split()[-1] == "usb" for line in out.stdout.splitlines() if len(line.split()) == 2
     )
+
+
+def test_kernel_controls_fail_on_an_unprovisioned_vm(vm_lab: Lab, tmp_path: Path) -> None:
+    """On a VM the kernel-level controls are checked for real, so they can fail."""
+    paths, result = vm_lab
+    target = Target(
+        inventory=paths.inventory / "hosts.yml", campus=result.plan.campus,
+        spec_sha256="0" * 64, controls=("CP-USB-01", "CP-AUD-01", "CP-VOL-01"), workers=1,
+    )  # fmt: skip
+    run = run_checks(target, tmp_path / "junit.xml")
+    why = {r.control: (r.status, r.message) for r in run.results}
+    assert (
+        why["CP-USB-01"][0] == "fail" and "modprobe would load usb-storage" in why["CP-USB-01"][1]
+    )
+    assert (
+        why["CP-AUD-01"] == ("fail", why["CP-AUD-01"][1])
+        and "auditd is not running" in why["CP-AUD-01"][1]
+    )
+    assert why["CP-VOL-01"][0] == "fail" and "no open LUKS mapping" in why["CP-VOL-01"][1]
