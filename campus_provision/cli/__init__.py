@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from campus_provision import __version__
-from campus_provision.cli import init, keys, lab, render, report, spec, validate, verify
+from campus_provision.cli import bundle, init, keys, lab, render, report, spec, validate, verify
 
 app = typer.Typer(
     name="campus-provision",
@@ -50,6 +50,7 @@ app.add_typer(spec.app, name="spec")
 app.add_typer(lab.app, name="lab")
 app.add_typer(keys.app, name="keys")
 app.add_typer(report.app, name="report")
+app.add_typer(bundle.app, name="bundle")
 
 
 def main() -> None:
