@@ -32,8 +32,8 @@ from campus_provision.lab.plan import (
     mac_for,
 )
 from campus_provision.lab.proc import (
-    alive,
     cmdline,
+    pid_from,
     pids_with,
     require_root,
     require_tools,
@@ -227,11 +227,7 @@ def up(
 
 
 def _outside_pid(paths: LabPaths) -> int | None:
-    try:
-        pid = int((paths.root / "run" / "outside.pid").read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return pid if alive(pid, paths.marker) else None
+    return pid_from(paths.root / "run" / "outside.pid", paths.marker)
 
 
 def plan_from_record(paths: LabPaths) -> list[LabHost]:

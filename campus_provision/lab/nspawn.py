@@ -16,7 +16,7 @@ from pathlib import Path
 from campus_provision.lab import net
 from campus_provision.lab.image import write_seed
 from campus_provision.lab.plan import LabHost
-from campus_provision.lab.proc import alive, run, spawn, stop
+from campus_provision.lab.proc import pid_from, run, spawn, stop
 from campus_provision.lab.seed import HostSeed
 from campus_provision.lab.state import LabPaths
 
@@ -34,12 +34,7 @@ def machine_name(paths: LabPaths, host: LabHost) -> str:
 
 def pid_of(paths: LabPaths, host: LabHost) -> int | None:
     """The container's nspawn pid if it runs, else None."""
-    pidfile = paths.host_dir(host.name) / "nspawn.pid"
-    try:
-        pid = int(pidfile.read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return pid if alive(pid, paths.marker) else None
+    return pid_from(paths.host_dir(host.name) / "nspawn.pid", paths.marker)
 
 
 def start(paths: LabPaths, host: LabHost, rootfs: Path, seed: HostSeed) -> int:

@@ -91,6 +91,15 @@ def alive(pid: int, marker: str) -> bool:
     return marker in cmdline(pid)
 
 
+def pid_from(pidfile: Path, marker: str) -> int | None:
+    """The pid a lab pid file names, if that process still runs and is ours."""
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if alive(pid, marker) else None
+
+
 def stop(pid: int, marker: str, *, grace: float = 10) -> None:
     """SIGTERM, wait up to ``grace`` seconds, then SIGKILL; only if it is still ours."""
     if not alive(pid, marker):

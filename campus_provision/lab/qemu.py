@@ -17,7 +17,7 @@ from pathlib import Path
 from campus_provision.lab import net
 from campus_provision.lab.image import make_seed_disk
 from campus_provision.lab.plan import LabHost
-from campus_provision.lab.proc import alive, run, spawn, stop
+from campus_provision.lab.proc import alive, pid_from, run, spawn, stop
 from campus_provision.lab.seed import HostSeed
 from campus_provision.lab.state import LabPaths
 
@@ -29,11 +29,7 @@ MEMORY_MB = 768
 
 def pid_of(paths: LabPaths, host: LabHost) -> int | None:
     """The VM's qemu pid if it runs, else None."""
-    try:
-        pid = int((paths.host_dir(host.name) / "qemu.pid").read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return pid if alive(pid, paths.marker) else None
+    return pid_from(paths.host_dir(host.name) / "qemu.pid", paths.marker)
 
 
 def start(paths: LabPaths, host: LabHost, vm_disk: Path, seed: HostSeed) -> int:
