@@ -97,3 +97,12 @@ class VerifyError(CampusProvisionError):
     cannot start, or no host matching ``--limit``. A failing control is exit 1 with a
     report, not this error.
     """
+
+
+class ProvisionError(CampusProvisionError):
+    """Raised when a provisioning run cannot start or does not finish.
+
+    A playbook or inventory that does not exist, no ``ansible-playbook`` to run, or a
+    run that outlives its timeout (the message names its log). A host that fails or
+    cannot be reached is a result with exit 1, not this error.
+    """

@@ -10,7 +10,18 @@ from typing import Annotated
 import typer
 
 from campus_provision import __version__
-from campus_provision.cli import bundle, init, keys, lab, render, report, spec, validate, verify
+from campus_provision.cli import (
+    bundle,
+    init,
+    keys,
+    lab,
+    provision,
+    render,
+    report,
+    spec,
+    validate,
+    verify,
+)
 
 app = typer.Typer(
     name="campus-provision",
@@ -44,6 +55,7 @@ def _root(
 app.command("validate")(validate.validate)
 app.command("render")(render.render)
 app.command("init")(init.init)
+app.command("provision")(provision.provision)
 app.command("verify")(verify.verify)
 app.command("audit")(verify.audit)
 app.add_typer(spec.app, name="spec")

@@ -79,13 +79,23 @@ def up(
     sites: Annotated[
         list[str] | None, typer.Option("--site", help="Only PCs of this site (repeatable).")
     ] = None,
+    mirror: Annotated[
+        bool,
+        typer.Option(
+            "--mirror/--no-mirror",
+            help="Publish the lab's offline bundle on the lab mirrors (built once, cached).",
+        ),
+    ] = True,
     state_dir: StateOpt = None,
     prefix: PrefixOpt = DEFAULT_PREFIX,
 ) -> None:
     """Start the lab: every service host of SPEC and the first PCs of each site.
 
     Renders the lab's inventory from the same spec (lab addresses replace the spec's)
-    and waits until every host answers SSH. Safe to run again.
+    and waits until every host answers SSH. Then builds the offline bundle of the lab
+    PCs' software profiles (from Debian's mirror, once; cached by its package set and
+    signed with the lab's own keys) and publishes it on the lab's mirror hosts with the
+    campus_mirror role, so 'campus-provision provision --lab' can run. Safe to run again.
 
     Example: sudo campus-provision lab up inventories/seoul/campus.yml --per-site 2
     """
@@ -95,8 +105,9 @@ def up(
         paths = _paths(state_dir, prefix)
         drv: Driver = "qemu" if driver == "qemu" else "nspawn"
         result = control.up(
-            spec, paths, per_site=per_site, driver=drv, sites=sites, progress=_progress
-        )
+            spec, paths, per_site=per_site, driver=drv, sites=sites, mirror=mirror,
+            progress=_progress,
+        )  # fmt: skip
     if result.image.built:
         console.print(f"base image built in {result.image.seconds:.0f} s")
     console.print(

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -13,7 +14,7 @@ from campus_provision.cli.common import SpecArg, console, load, user_errors
 from campus_provision.cli.keys import read_passphrase
 from campus_provision.errors import VerifyError
 from campus_provision.keys.signing import default_keys_dir, load_signing_key
-from campus_provision.lab.control import lab_target
+from campus_provision.lab.control import lab_for_spec
 from campus_provision.lab.state import DEFAULT_PREFIX, LabPaths, state_dir_from_env
 from campus_provision.render import diff_tree, render_files, write_tree
 from campus_provision.spec.controls import load_catalogue
@@ -74,14 +75,15 @@ def _run(
     keys_dir: Path | None,
     passphrase_file: Path | None,
     audit: bool,
+    signing_key: Ed25519PrivateKey | None = None,
 ) -> None:
+    # ``signing_key`` lets a caller unlock the key up front (provision --verify asks
+    # before a run of hours, not after it).
     with user_errors():
         campus = load(spec)
         if lab:
             paths = LabPaths(state_dir_from_env(), prefix)
-            lab_spec, plan = lab_target(paths)
-            if lab_spec.resolve() != spec.resolve():
-                raise VerifyError(f"lab '{prefix}' was started from {lab_spec}, not {spec}")
+            plan = lab_for_spec(paths, spec)
             campus, inventory = plan.campus, paths.inventory
         else:
             inventory = spec.parent
@@ -95,9 +97,10 @@ def _run(
                     )
                 write_tree(inventory, files)
         # Unlock the signing key before the run, so a wrong passphrase costs no time.
-        signing_key = load_signing_key(
-            keys_dir or default_keys_dir(), read_passphrase(passphrase_file, confirm=False)
-        )
+        if signing_key is None:
+            signing_key = load_signing_key(
+                keys_dir or default_keys_dir(), read_passphrase(passphrase_file, confirm=False)
+            )
         selected = tuple(c.strip() for c in controls.split(",") if c.strip()) if controls else ()
         target = Target(
             inventory=inventory / "hosts.yml",

@@ -42,6 +42,7 @@ from campus_provision.lab.proc import (
 )
 from campus_provision.lab.seed import HostSeed
 from campus_provision.lab.state import LabPaths, read_record, write_record
+from campus_provision.paths import playbooks_dir
 from campus_provision.render import render_files, write_tree
 from campus_provision.spec import load_spec
 
@@ -158,9 +159,14 @@ def up(
     per_site: int = 2,
     driver: Driver = "nspawn",
     sites: list[str] | None = None,
+    mirror: bool = False,
     progress: Progress = _quiet,
 ) -> UpResult:
-    """Start the lab for ``spec`` (safe to run again: running hosts are kept)."""
+    """Start the lab for ``spec`` (safe to run again: running hosts are kept).
+
+    With ``mirror``, the lab's bundle (built once per package set, cached) is published
+    on the lab's mirror hosts by the real ``campus_mirror`` role, so PCs can be provisioned.
+    """
     started_at = time.monotonic()
     plan = build_plan(load_spec(spec), per_site, driver, sites)  # spec errors first, root or not
     require_root()
@@ -221,9 +227,35 @@ def up(
     )
     write_tree(paths.inventory, files)
     record = read_record(paths) or {}
+    if mirror:
+        record.update(publish_bundle(spec, paths, plan, progress))
     record["state"] = "up"
     write_record(paths, record)
     return UpResult(plan=plan, image=image, seconds=time.monotonic() - started_at, started=started)
+
+
+def publish_bundle(
+    spec: Path, paths: LabPaths, plan: LabPlan, progress: Progress
+) -> dict[str, str]:
+    """Build (or reuse) the lab's bundle and publish it on the lab mirrors; the record's fields."""
+    # Imported here: the provision engine is only needed when the lab gets a mirror.
+    from campus_provision.lab.bundle import ensure_bundle  # noqa: PLC0415
+    from campus_provision.provision.runner import run_playbook  # noqa: PLC0415
+
+    bundle, keys, _ = ensure_bundle(spec, plan, paths.state_dir, progress=progress)
+    extra = {"campus_bundle_dir": str(bundle), "campus_signing_pubkey": str(keys.pubkey)}
+    progress(f"publishing bundle {bundle.name} on the lab mirrors (campus_mirror role)")
+    run_dir = paths.root / "runs" / time.strftime("mirror-%Y%m%dT%H%M%SZ", time.gmtime())
+    result = run_playbook(
+        playbooks_dir() / "mirrors.yml", paths.inventory / "hosts.yml", run_dir, extra_vars=extra
+    )
+    if not result.ok():
+        bad = [h for h in result.hosts if h.failed or h.unreachable]
+        why = "; ".join(f"{h.host}: {h.failed_task}: {h.reason}" for h in bad) or (
+            f"ansible-playbook exited {result.rc}"
+        )
+        raise LabError(f"publishing the bundle on the lab mirrors failed: {why} (log: {run_dir})")
+    return {"bundle": str(bundle), "pubkey": str(keys.pubkey), "keys": str(keys.directory)}
 
 
 def _outside_pid(paths: LabPaths) -> int | None:
@@ -357,3 +389,11 @@ def lab_target(paths: LabPaths) -> tuple[Path, LabPlan]:
             f"{spec} changed since lab '{paths.prefix}' came up; run 'lab down' and 'lab up'"
         )
     return spec, plan
+
+
+def lab_for_spec(paths: LabPaths, spec: Path) -> LabPlan:
+    """The plan of the running lab, which must have been started from ``spec``."""
+    lab_spec, plan = lab_target(paths)
+    if lab_spec.resolve() != spec.resolve():
+        raise LabError(f"lab '{paths.prefix}' was started from {lab_spec}, not {spec}")
+    return plan

@@ -70,3 +70,26 @@ def vm_lab() -> Iterator[tuple[LabPaths, UpResult]]:
     finally:
         control.down(paths)
         assert control.leftovers(paths) == []
+
+
+SMALL_PROFILES = """software_profiles:
+  analyst:
+    title: Small test profile (R and pandas)
+    packages:
+      - r-base-core=4.2.2.20221110-2
+      - python3-pandas=1.5.3+dfsg-2
+  kiosk:
+    title: Small test kiosk
+    packages:
+      - python3-pandas=1.5.3+dfsg-2
+"""
+
+
+def small_spec(directory: Path) -> Path:
+    """The example campus with small software profiles, so lab bundles build in seconds."""
+    text = EXAMPLE.read_text(encoding="utf-8")
+    start = text.index("software_profiles:\n")
+    end = text.index("\n# --- Datasets")
+    spec = directory / "campus.yml"
+    spec.write_text(text[:start] + SMALL_PROFILES + text[end:], encoding="utf-8")
+    return spec

@@ -27,7 +27,9 @@ def test_down_after_up_leaves_nothing() -> None:
     require_lab()
     paths = lab_paths("cpd")
     control.down(paths)
-    up = cli("up", str(EXAMPLE), "--per-site", "1", "--site", "gaepo", "--prefix", "cpd")
+    up = cli(
+        "up", str(EXAMPLE), "--per-site", "1", "--site", "gaepo", "--no-mirror", "--prefix", "cpd"
+    )
     assert up.returncode == 0, up.stdout + up.stderr
     assert "lab 'cpd' up: 8 hosts" in up.stdout
     assert control.leftovers(paths)  # it really made things
@@ -42,7 +44,7 @@ def test_down_after_killing_up_half_way_leaves_nothing() -> None:
     paths = lab_paths("cpk")
     control.down(paths)
     proc = subprocess.Popen(
-        [str(VENV_BIN / "campus-provision"), "lab", "up", str(EXAMPLE), "--per-site", "2",
+        [str(VENV_BIN / "campus-provision"), "lab", "up", str(EXAMPLE), "--per-site", "2", "--no-mirror",
          "--prefix", "cpk"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip

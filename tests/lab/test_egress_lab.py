@@ -41,7 +41,7 @@ def playbook(paths: LabPaths, *extra: str) -> subprocess.CompletedProcess[str]:
            "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}  # fmt: skip
     return subprocess.run(
         [str(VENV_BIN / "ansible-playbook"), "-i", str(paths.inventory / "hosts.yml"),
-         str(ROOT / "playbooks" / "site.yml"), *extra],
+         str(ROOT / "playbooks" / "site.yml"), "--tags", "campus_egress", "--limit", "workstations", *extra],
         capture_output=True, text=True, timeout=900, check=False, env=env, cwd=ROOT,
     )  # fmt: skip
 

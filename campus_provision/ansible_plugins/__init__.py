@@ -1,0 +1,1 @@
+"""Plugins Ansible loads from files (not imports) during a provisioning run."""

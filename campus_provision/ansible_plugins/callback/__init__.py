@@ -1,0 +1,1 @@
+"""Callback plugins, named in the generated ansible.cfg's ``callback_plugins``."""

@@ -1,0 +1,308 @@
+"""``campus-provision provision``: run the playbooks on the PCs, then a summary per host."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from rich.markup import escape
+from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from campus_provision.cli import verify as verify_cli
+from campus_provision.cli.common import SpecArg, console, load, user_errors
+from campus_provision.cli.keys import read_passphrase
+from campus_provision.errors import ProvisionError
+from campus_provision.keys.signing import PUB_FILE, default_keys_dir, load_signing_key
+from campus_provision.lab.control import lab_for_spec
+from campus_provision.lab.state import DEFAULT_PREFIX, LabPaths, read_record, state_dir_from_env
+from campus_provision.paths import playbooks_dir
+from campus_provision.provision.events import RESULT_KINDS, Event
+from campus_provision.provision.runner import RunResult, last_error, run_playbook
+from campus_provision.render import diff_tree, render_files, write_tree
+from campus_provision.verify.evidence import utc_stamp
+
+LimitOpt = Annotated[str | None, typer.Option("--limit", help="Hosts or groups, comma-separated.")]
+TagsOpt = Annotated[
+    str | None, typer.Option("--tags", help="Only tasks with these tags, comma-separated.")
+]
+SkipTagsOpt = Annotated[
+    str | None, typer.Option("--skip-tags", help="Leave out tasks with these tags.")
+]
+CheckOpt = Annotated[
+    bool, typer.Option("--check", help="Report what would change; change nothing.")
+]
+DiffOpt = Annotated[
+    bool, typer.Option("--diff", help="Write the changes made to files into the run's ansible.log.")
+]
+LabOpt = Annotated[
+    bool, typer.Option("--lab", help="Provision the running lab's hosts (its inventory).")
+]
+PrefixOpt = Annotated[str, typer.Option("--prefix", help="The lab's prefix, with --lab.")]
+RunDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--run-dir",
+        help="Where the run's ansible.cfg, log, events and timings go [default: "
+        "runs/<UTC timestamp>; with --lab, in the lab's directory].",
+        show_default=False,
+    ),
+]
+PlaybookOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--playbook", help="The playbook to run [default: playbooks/site.yml].", show_default=False
+    ),
+]
+BundleOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--bundle",
+        help="The offline bundle (bundle build) the mirrors publish and whose archive key the "
+        "PCs trust [default with --lab: the lab's].",
+        show_default=False,
+    ),
+]
+PubkeyOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--pubkey",
+        help="The campus signing public key the bundle must verify with "
+        "[default: the keys directory's signing.pub].",
+        show_default=False,
+    ),
+]
+VerifyOpt = Annotated[
+    bool,
+    typer.Option("--verify", help="Then run 'verify' on the same hosts (signed evidence)."),
+]
+
+
+class _Follow:
+    """Feeds the live display from the run's events; prints failures as they happen."""
+
+    def __init__(self, bar: Progress) -> None:
+        self.bar = bar
+        self.row = bar.add_task("starting ansible-playbook", total=None)
+        self.in_play: int | None = None
+        self.out: set[str] = set()  # hosts that failed or were unreachable this play
+        self.out_before = 0  # how many of them had dropped out when the current task began
+        self.done: set[str] = set()  # hosts that reported on the current task
+
+    def __call__(self, event: Event) -> None:
+        if event.kind == "play":
+            self.in_play, self.out, self.out_before, self.done = event.hosts, set(), 0, set()
+            self.bar.update(self.row, description=escape(f"play {event.play or ''}"))
+        elif event.kind == "task":
+            self.done, self.out_before = set(), len(self.out)
+            self.bar.update(self.row, description=escape(event.task or ""), completed=0)
+        elif event.kind in RESULT_KINDS and event.host is not None:
+            self.done.add(event.host)
+            if event.kind in ("failed", "unreachable"):
+                self.out.add(event.host)
+                label = "FAILED" if event.kind == "failed" else "UNREACHABLE"
+                console.print(
+                    f"[red]{label}[/red] {escape(event.host)}: {escape(event.task or '')}: "
+                    f"{escape(event.msg or '')}"
+                )
+        elif event.kind == "no_hosts":
+            console.print("no hosts matched in a play (check --limit)")
+        if self.in_play is not None:
+            # The current task runs on the play's hosts that had not dropped out before it.
+            remaining = max(self.in_play - self.out_before, len(self.done))
+            self.bar.update(self.row, completed=len(self.done), total=remaining)
+
+
+def _run_live(
+    playbook: Path,
+    inventory: Path,
+    run_dir: Path,
+    *,
+    limit: str | None,
+    tags: str | None,
+    skip_tags: str | None,
+    check: bool,
+    diff: bool,
+    extra_vars: dict[str, str],
+) -> RunResult:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        TextColumn("hosts done"),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        # Off the terminal (a log, CI) only the failure lines and the summary are printed.
+        disable=not console.is_terminal,
+    ) as bar:
+        return run_playbook(
+            playbook,
+            inventory,
+            run_dir,
+            limit=limit,
+            tags=tags,
+            skip_tags=skip_tags,
+            check=check,
+            diff=diff,
+            extra_vars=extra_vars,
+            on_event=_Follow(bar),
+        )
+
+
+def duration(seconds: float) -> str:
+    """``4.2s``, ``3m07s`` or ``1h02m``."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def print_summary(result: RunResult, *, check: bool = False) -> None:
+    """The per-host table, then one line for the whole run (and why it failed, if so)."""
+    table = Table(title="provision" + (" (check mode)" if check else ""), title_justify="left")
+    for col in ("host", "ok", "changed", "failed", "unreachable", "time", "reason"):
+        table.add_column(col, justify="left" if col in ("host", "reason") else "right")
+    for h in result.hosts:
+        reason = f"{h.failed_task}: {h.reason}" if h.failed_task else (h.reason or "")
+        table.add_row(
+            escape(h.host),
+            str(h.ok),
+            str(h.changed),
+            f"[red]{h.failed}[/red]" if h.failed else "0",
+            f"[red]{h.unreachable}[/red]" if h.unreachable else "0",
+            duration(h.seconds),
+            escape(reason),
+        )
+    if result.hosts:
+        console.print(table)
+    failed = sum(1 for h in result.hosts if h.failed)
+    unreachable = sum(1 for h in result.hosts if h.unreachable)
+    verdict = "[green]OK[/green]" if result.ok() else "[red]FAILED[/red]"
+    console.print(
+        f"{verdict}: {len(result.hosts)} hosts, changed {result.total_changed()}, "
+        f"failed {failed}, unreachable {unreachable} in {duration(result.seconds)}; "
+        f"run dir {escape(str(result.run_dir))}"
+    )
+    if result.rc != 0 and not (failed or unreachable):
+        error = last_error(result.log)
+        detail = f": {escape(error.rstrip('.'))}" if error else ""
+        console.print(
+            f"[red]ansible-playbook exited {result.rc}[/red]{detail}; see {escape(str(result.log))}"
+        )
+
+
+def _bundle_vars(
+    bundle: Path | None, pubkey: Path | None, keys_dir: Path | None, playbook: Path | None
+) -> dict[str, str]:
+    """The variables that name the bundle for the mirror and apt client roles."""
+    if bundle is None:
+        if playbook is None:
+            raise ProvisionError(
+                "provision needs --bundle DIR: the offline bundle ('campus-provision bundle "
+                "build') that the mirrors publish and whose archive key the PCs trust"
+            )
+        return {}
+    if not (bundle / "bundle.json").is_file():
+        raise ProvisionError(f"{bundle}: not a bundle (no bundle.json); see 'bundle build'")
+    key = pubkey or (keys_dir or default_keys_dir()) / PUB_FILE
+    if not key.is_file():
+        raise ProvisionError(f"{key}: no campus signing public key; give --pubkey")
+    return {"campus_bundle_dir": str(bundle.resolve()), "campus_signing_pubkey": str(key.resolve())}
+
+
+def _unlock(keys_dir: Path | None, passphrase_file: Path | None) -> Ed25519PrivateKey:
+    return load_signing_key(
+        keys_dir or default_keys_dir(), read_passphrase(passphrase_file, confirm=False)
+    )
+
+
+def provision(
+    spec: SpecArg,
+    limit: LimitOpt = None,
+    tags: TagsOpt = None,
+    skip_tags: SkipTagsOpt = None,
+    check: CheckOpt = False,
+    diff: DiffOpt = False,
+    lab: LabOpt = False,
+    prefix: PrefixOpt = DEFAULT_PREFIX,
+    run_dir: RunDirOpt = None,
+    playbook: PlaybookOpt = None,
+    bundle: BundleOpt = None,
+    pubkey: PubkeyOpt = None,
+    verify: VerifyOpt = False,
+    keys_dir: verify_cli.KeysOpt = None,
+    passphrase_file: verify_cli.PassFileOpt = None,
+) -> None:
+    """Lock the PCs down: run the playbooks on them, then a summary per host.
+
+    Renders the inventory first if it is out of date with the spec, runs
+    ansible-playbook with a generated ansible.cfg (pipelining, persistent SSH
+    connections, forks sized to the host count), shows progress and each failure as it
+    happens, and keeps ansible.cfg, ansible.log, events.jsonl and timings.json in the run
+    directory. A host that fails does not stop the others. Exit 0 when every host
+    succeeded; 1 when any failed or was unreachable.
+
+    Example: campus-provision provision inventories/seoul/campus.yml --limit wsg_sgm_secure --check
+    """
+    stamp = utc_stamp()
+    with user_errors():
+        campus = load(spec)
+        if lab:
+            paths = LabPaths(state_dir_from_env(), prefix)
+            lab_for_spec(paths, spec)
+            inventory = paths.inventory / "hosts.yml"
+            runs = paths.root / "runs"
+            record = read_record(paths) or {}
+            if bundle is None and record.get("bundle"):
+                bundle = Path(record["bundle"])
+                pubkey = pubkey or Path(record["pubkey"])
+        else:
+            files = render_files(campus, spec.name)
+            rendered, _ = diff_tree(spec.parent, files)
+            if rendered.differs:
+                write_tree(spec.parent, files)
+                console.print(f"rendered the inventory in {escape(str(spec.parent))}")
+            inventory = spec.parent / "hosts.yml"
+            runs = Path.cwd() / "runs"
+        # Unlock the signing key now: a wrong passphrase should not wait for a long run.
+        signing_key = _unlock(keys_dir, passphrase_file) if verify else None
+        extra_vars = _bundle_vars(bundle, pubkey, keys_dir, playbook)
+        result = _run_live(
+            playbook or playbooks_dir() / "site.yml",
+            inventory,
+            run_dir or runs / stamp,
+            limit=limit,
+            tags=tags,
+            skip_tags=skip_tags,
+            check=check,
+            diff=diff,
+            extra_vars=extra_vars,
+        )
+    print_summary(result, check=check)
+    code = 0 if result.ok() else 1
+    if verify:
+        try:
+            verify_cli._run(
+                spec,
+                lab=lab,
+                prefix=prefix,
+                limit=limit or "workstations",
+                controls=None,
+                out=None,
+                probe=None,
+                workers=4,
+                keys_dir=keys_dir,
+                passphrase_file=passphrase_file,
+                audit=False,
+                signing_key=signing_key,
+            )
+        except typer.Exit as exc:
+            code = max(code, exc.exit_code)
+    if code:
+        raise typer.Exit(code)

@@ -1,0 +1,355 @@
+"""Run ansible-playbook for a provisioning run and turn its event stream into a summary.
+
+ansible-playbook runs in a process (and session) of its own, configured by the
+ansible.cfg written into the run directory. Its own output goes to ``ansible.log``
+there, never to the terminal; what the user sees comes from the campus_events callback,
+which appends JSON lines to ``events.jsonl``. This module reads that file as it grows,
+hands each event to the caller, enforces the timeout, and at the end builds one
+``HostSummary`` per host from the events and Ansible's recap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from campus_provision.errors import ProvisionError
+from campus_provision.provision.ansiblecfg import forks_for, inventory_hosts, write_ansible_cfg
+from campus_provision.provision.events import RESULT_KINDS, Event, EventTail
+
+POLL_SECONDS = 0.1
+KILL_GRACE_SECONDS = 5.0
+STOP_ROUNDS = 50
+RUN_MARKER_ENV = "CAMPUS_PROVISION_RUN"
+EVENTS_FILE = "events.jsonl"
+TIMINGS_FILE = "timings.json"
+LOG_FILE = "ansible.log"
+OnEvent = Callable[[Event], None]
+
+# How ansible-core reports an error that ends the run: "ERROR! ..." up to 2.18,
+# "[ERROR]: ..." from 2.19.
+_ERROR_RE = re.compile(r"^(?:ERROR!|\[ERROR\]:)\s*(.+)$")
+
+
+@dataclass(frozen=True)
+class HostSummary:
+    """What a run did on one host.
+
+    The counts are Ansible's recap when the run got that far (``ok`` includes the
+    changed tasks, as in Ansible's own recap), else counted from the events. ``seconds``
+    runs from the host's first task start to its last result. ``reason`` and
+    ``failed_task`` say why and where the host failed or was unreachable (the failure
+    that ended its run; one rescued by a ``rescue:`` block does not count): one line, at
+    most about 300 characters, "output hidden (no_log)" for a no_log task.
+    """
+
+    host: str
+    ok: int
+    changed: int
+    failed: int
+    unreachable: int
+    skipped: int
+    seconds: float
+    reason: str | None
+    failed_task: str | None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The outcome of one ansible-playbook run.
+
+    ``run_dir`` holds ansible.cfg, events.jsonl, ansible.log (ansible-playbook's own
+    output) and timings.json (per-task durations, slowest first).
+    """
+
+    rc: int
+    hosts: tuple[HostSummary, ...]
+    run_dir: Path
+    seconds: float
+
+    @property
+    def log(self) -> Path:
+        """ansible-playbook's own stdout and stderr."""
+        return self.run_dir / LOG_FILE
+
+    def ok(self) -> bool:
+        """Whether ansible-playbook succeeded and no host failed or was unreachable."""
+        return self.rc == 0 and not any(h.failed or h.unreachable for h in self.hosts)
+
+    def total_changed(self) -> int:
+        """Changed tasks over all hosts."""
+        return sum(h.changed for h in self.hosts)
+
+
+def ansible_playbook() -> str:
+    """The ansible-playbook beside this Python (the venv's), else the one on PATH."""
+    local = Path(sys.executable).parent / "ansible-playbook"
+    if local.is_file() and os.access(local, os.X_OK):
+        return str(local)
+    found = shutil.which("ansible-playbook")
+    if found is None:
+        raise ProvisionError(
+            "ansible-playbook not found (beside this Python or on PATH); run 'make setup'"
+        )
+    return found
+
+
+def last_error(log: Path) -> str | None:
+    """The last error line ansible-playbook printed to its log, if any."""
+    try:
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        match = _ERROR_RE.match(line.strip())
+        if match:
+            return match.group(1).strip()
+    return None
+
+
+def _write_extra_vars(run_dir: Path, extra_vars: Mapping[str, Any]) -> Path:
+    # Only the file's name goes on the command line: secrets in argv show in ps.
+    path = run_dir / f".extra-vars-{os.getpid()}-{time.monotonic_ns()}.json"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(dict(extra_vars), fh, default=str)
+    return path
+
+
+def _marker(run_dir: Path) -> str:
+    """What marks every process of the run at ``run_dir`` (its resolved path)."""
+    return str(run_dir.resolve())
+
+
+def _marked(marker: str) -> list[int]:
+    """Processes whose environment carries ``CAMPUS_PROVISION_RUN=<marker>``."""
+    needle = f"{RUN_MARKER_ENV}={marker}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                environ = (entry / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if needle in environ:
+                found.append(int(entry.name))
+    return found
+
+
+def _stop(proc: subprocess.Popen[bytes], marker: str) -> None:
+    """End ansible-playbook and everything it started (its workers, their ssh)."""
+    # Ansible's workers call setsid, so the group signal does not reach them, and once the
+    # main process is gone they are no longer its descendants: every process of the run
+    # carries the run's marker in its environment, which is how the leftovers are found.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=KILL_GRACE_SECONDS)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    for _ in range(STOP_ROUNDS):  # bounded: a worker forking as it dies is caught next round
+        left = [pid for pid in _marked(marker) if pid != os.getpid()]
+        if not left:
+            break
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(POLL_SECONDS)
+
+
+def _command(
+    playbook: Path,
+    inventory: Path,
+    *,
+    limit: str | None,
+    tags: str | None,
+    skip_tags: str | None,
+    check: bool,
+    diff: bool,
+    extra_vars_file: Path | None,
+) -> list[str]:
+    cmd = [ansible_playbook(), str(playbook), "-i", str(inventory)]
+    for flag, value in (("--limit", limit), ("--tags", tags), ("--skip-tags", skip_tags)):
+        if value:
+            cmd += [flag, value]
+    if check:
+        cmd.append("--check")
+    if diff:
+        cmd.append("--diff")
+    if extra_vars_file is not None:
+        cmd += ["-e", f"@{extra_vars_file}"]
+    return cmd
+
+
+def _environment(cfg: Path, run_dir: Path) -> dict[str, str]:
+    # The generated ansible.cfg is the whole configuration of the run: an ANSIBLE_*
+    # variable left in the shell (a stdout callback, callbacks, a roles path) would
+    # override it silently and leave a run directory that does not say what ran.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env.update(
+        ANSIBLE_CONFIG=str(cfg),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FORCE_COLOR="False",
+        PYTHONUNBUFFERED="1",
+        CAMPUS_EVENTS_FILE=str(run_dir / EVENTS_FILE),
+        CAMPUS_TIMINGS_FILE=str(run_dir / TIMINGS_FILE),
+        **{RUN_MARKER_ENV: _marker(run_dir)},
+    )
+    return env
+
+
+def run_playbook(
+    playbook: Path,
+    inventory: Path,
+    run_dir: Path,
+    *,
+    limit: str | None = None,
+    tags: str | None = None,
+    skip_tags: str | None = None,
+    check: bool = False,
+    diff: bool = False,
+    extra_vars: Mapping[str, Any] | None = None,
+    on_event: OnEvent | None = None,
+    timeout: float = 3 * 3600,
+) -> RunResult:
+    """Run ``playbook`` against ``inventory`` (a hosts.yml) and summarize it per host.
+
+    ``run_dir`` is created if missing; a run there replaces the files of an earlier one.
+    ``extra_vars`` go to a 0600 JSON file passed as ``-e @file`` and deleted after the
+    run. ``on_event`` is called in the caller's thread for each event as it arrives. A
+    host that fails does not stop the others. Raises ProvisionError when the playbook or
+    inventory does not exist, or the run outlives ``timeout`` seconds (it is then killed
+    with everything it started).
+    """
+    if not playbook.is_file():
+        raise ProvisionError(f"{playbook}: no such playbook")
+    if not inventory.is_file():
+        raise ProvisionError(f"{inventory}: no such inventory (render the spec first)")
+    playbook, inventory = playbook.resolve(), inventory.resolve()
+    hosts = inventory_hosts(inventory)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = run_dir.resolve()
+    cfg = write_ansible_cfg(run_dir, forks=forks_for(len(hosts)))
+    events_path = run_dir / EVENTS_FILE
+    events_path.write_bytes(b"")
+    (run_dir / TIMINGS_FILE).unlink(missing_ok=True)
+    extra_file = _write_extra_vars(run_dir, extra_vars) if extra_vars else None
+    events: list[Event] = []
+    tail = EventTail(events_path)
+
+    def deliver() -> None:
+        for event in tail.read():
+            events.append(event)
+            if on_event is not None:
+                on_event(event)
+
+    started = time.monotonic()
+    deadline = started + timeout
+    log = run_dir / LOG_FILE
+    try:
+        cmd = _command(playbook, inventory, limit=limit, tags=tags, skip_tags=skip_tags,
+                       check=check, diff=diff, extra_vars_file=extra_file)  # fmt: skip
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                cmd,
+                cwd=run_dir,
+                env=_environment(cfg, run_dir),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, to end it whole
+            )
+        try:
+            while proc.poll() is None:
+                deliver()
+                if time.monotonic() > deadline:
+                    _stop(proc, _marker(run_dir))
+                    raise ProvisionError(
+                        f"ansible-playbook did not finish within {timeout:.0f} s and was "
+                        f"stopped; see {log}"
+                    )
+                time.sleep(POLL_SECONDS)
+            deliver()
+        finally:
+            if proc.poll() is None:  # interrupted, or on_event raised
+                _stop(proc, _marker(run_dir))
+    finally:
+        if extra_file is not None:
+            extra_file.unlink(missing_ok=True)
+    return RunResult(
+        rc=proc.returncode,
+        hosts=summarize(events),
+        run_dir=run_dir,
+        seconds=round(time.monotonic() - started, 3),
+    )
+
+
+@dataclass
+class _Host:
+    first: float | None = None
+    last: float | None = None
+    counts: dict[str, int] | None = None
+    tally: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RESULT_KINDS, 0))
+    reason: str | None = None
+    failed_task: str | None = None
+
+
+def summarize(events: Iterable[Event]) -> tuple[HostSummary, ...]:
+    """One summary per host that appears in ``events``, sorted by host name."""
+    hosts: dict[str, _Host] = {}
+    for event in events:
+        if event.host is None:
+            continue
+        h = hosts.setdefault(event.host, _Host())
+        if event.kind == "stats":
+            h.counts = dict(event.counts)
+            continue
+        if event.kind not in RESULT_KINDS:
+            continue
+        h.tally[event.kind] += 1
+        start = event.time - (event.seconds or 0.0)
+        h.first = start if h.first is None else min(h.first, start)
+        h.last = event.time if h.last is None else max(h.last, event.time)
+        if event.kind in ("failed", "unreachable"):
+            # The last one is the one that ended the host's run; earlier ones were rescued.
+            h.reason, h.failed_task = event.msg, event.task
+    out = []
+    for name in sorted(hosts):
+        h = hosts[name]
+        tally = h.tally
+        if h.counts is not None:
+            c = h.counts
+            ok, changed, failed = c.get("ok", 0), c.get("changed", 0), c.get("failures", 0)
+            unreachable, skipped = c.get("unreachable", 0), c.get("skipped", 0)
+        else:  # the run ended before Ansible's recap
+            ok = tally["ok"] + tally["changed"] + tally["ignored"]
+            changed, failed = tally["changed"], tally["failed"]
+            unreachable, skipped = tally["unreachable"], tally["skipped"]
+        broken = bool(failed or unreachable)
+        seconds = (h.last - h.first) if h.first is not None and h.last is not None else 0.0
+        out.append(
+            HostSummary(
+                host=name,
+                ok=ok,
+                changed=changed,
+                failed=failed,
+                unreachable=unreachable,
+                skipped=skipped,
+                seconds=round(seconds, 3),
+                reason=h.reason if broken else None,
+                failed_task=h.failed_task if broken else None,
+            )
+        )
+    return tuple(out)
