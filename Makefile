@@ -63,6 +63,7 @@ fmt: setup
 
 bench: setup lab-deps
 	$(BIN)/python bench/bench_render.py
+	$(BIN)/python bench/bench_bundle.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/bench_verify.py
 
 render: setup
