@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import time
 from pathlib import Path
 from typing import Annotated
@@ -174,5 +175,12 @@ def ssh(
         require_root()
         paths = _paths(state_dir, prefix)
         target = control.find_host(paths, host)
-    args = control.ssh_args(paths, target) + list(ctx.args)
+    user = control.login_user(paths, target)
+    args = control.ssh_args(paths, target, user)
+    if user != "root":  # root login is off on a provisioned PC: the lab admin, then sudo
+        command = " ".join(shlex.quote(a) for a in ctx.args)
+        args = [args[0], "-t", *args[1:], f"sudo -n sh -c {shlex.quote(command)}" if command
+                else "sudo -i"]  # fmt: skip
+    else:
+        args += list(ctx.args)
     os.execvp(args[0], args)  # noqa: S606 - replaces this process with the user's ssh session

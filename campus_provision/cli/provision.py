@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +20,7 @@ from campus_provision.keys.signing import PUB_FILE, default_keys_dir, load_signi
 from campus_provision.lab.control import lab_for_spec
 from campus_provision.lab.state import DEFAULT_PREFIX, LabPaths, read_record, state_dir_from_env
 from campus_provision.paths import playbooks_dir
+from campus_provision.provision.bootstrap import choose_users, overlay_inventory
 from campus_provision.provision.events import RESULT_KINDS, Event
 from campus_provision.provision.runner import RunResult, last_error, run_playbook
 from campus_provision.render import diff_tree, render_files, write_tree
@@ -71,6 +73,22 @@ PubkeyOpt = Annotated[
         "--pubkey",
         help="The campus signing public key the bundle must verify with "
         "[default: the keys directory's signing.pub].",
+        show_default=False,
+    ),
+]
+LoginOpt = Annotated[
+    str,
+    typer.Option(
+        "--login",
+        help="How to reach each host: 'auto' tries the admin account (then sudo) and, on a "
+        "fresh PC, root; 'inventory' uses what the inventory says.",
+    ),
+]
+AdminOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--admin",
+        help="The admin account to log in with [default: $CAMPUS_ADMIN, else the spec's first].",
         show_default=False,
     ),
 ]
@@ -197,6 +215,19 @@ def print_summary(result: RunResult, *, check: bool = False) -> None:
         )
 
 
+def _login_inventory(inventory: Path, run_dir: Path, limit: str | None, admin: str) -> Path:
+    """Probe each host (admin first, then root) and return the inventory that says which."""
+    with console.status(f"finding how to log in: {admin}, else root (first run)"):
+        users = choose_users(inventory, limit or "all", admin)
+    as_admin = sum(1 for u in users.values() if u != "root")
+    as_root = len(users) - as_admin
+    console.print(
+        f"login: {as_admin} hosts as {escape(admin)} (with sudo), {as_root} as root (not "
+        "provisioned yet); a host that takes neither is reported unreachable"
+    )
+    return overlay_inventory(inventory, run_dir / "inventory", users)
+
+
 def _bundle_vars(
     bundle: Path | None, pubkey: Path | None, keys_dir: Path | None, playbook: Path | None
 ) -> dict[str, str]:
@@ -235,6 +266,8 @@ def provision(
     playbook: PlaybookOpt = None,
     bundle: BundleOpt = None,
     pubkey: PubkeyOpt = None,
+    login: LoginOpt = "auto",
+    admin: AdminOpt = None,
     verify: VerifyOpt = False,
     keys_dir: verify_cli.KeysOpt = None,
     passphrase_file: verify_cli.PassFileOpt = None,
@@ -273,10 +306,18 @@ def provision(
         # Unlock the signing key now: a wrong passphrase should not wait for a long run.
         signing_key = _unlock(keys_dir, passphrase_file) if verify else None
         extra_vars = _bundle_vars(bundle, pubkey, keys_dir, playbook)
+        if login not in ("auto", "inventory"):
+            raise typer.BadParameter("auto or inventory", param_hint="--login")
+        if playbook is not None and not playbook.is_file():
+            raise ProvisionError(f"{playbook}: no such playbook")
+        directory = run_dir or runs / stamp
+        if login == "auto":
+            who = admin or os.environ.get("CAMPUS_ADMIN") or campus.accounts.admins[0].username
+            inventory = _login_inventory(inventory, directory, limit, who)
         result = _run_live(
             playbook or playbooks_dir() / "site.yml",
             inventory,
-            run_dir or runs / stamp,
+            directory,
             limit=limit,
             tags=tags,
             skip_tags=skip_tags,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +18,7 @@ from campus_provision.errors import VerifyError
 from campus_provision.keys.signing import default_keys_dir, load_signing_key
 from campus_provision.lab.control import lab_for_spec
 from campus_provision.lab.state import DEFAULT_PREFIX, LabPaths, state_dir_from_env
+from campus_provision.provision.bootstrap import choose_users, overlay_inventory
 from campus_provision.render import diff_tree, render_files, write_tree
 from campus_provision.spec.controls import load_catalogue
 from campus_provision.verify.evidence import default_evidence_dir, write_evidence
@@ -102,8 +105,14 @@ def _run(
                 keys_dir or default_keys_dir(), read_passphrase(passphrase_file, confirm=False)
             )
         selected = tuple(c.strip() for c in controls.split(",") if c.strip()) if controls else ()
+        out_dir = out or default_evidence_dir()
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        # Provisioned PCs take only an admin (with sudo); fresh ones only root.
+        scratch = out_dir.parent / f".{out_dir.name}.inventory"
+        admin = os.environ.get("CAMPUS_ADMIN") or campus.accounts.admins[0].username
+        users = choose_users(inventory / "hosts.yml", limit or "all", admin)
         target = Target(
-            inventory=inventory / "hosts.yml",
+            inventory=overlay_inventory(inventory / "hosts.yml", scratch, users),
             campus=campus,
             spec_sha256=spec_digest(spec),
             limit=limit,
@@ -111,9 +120,7 @@ def _run(
             workers=workers,
             probe=probe,
         )
-        out_dir = out or default_evidence_dir()
         junit = out_dir.parent / f".{out_dir.name}.junit.xml"
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
         with Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -127,7 +134,10 @@ def _run(
             def progress(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            results = run_checks(target, junit, progress)
+            try:
+                results = run_checks(target, junit, progress)
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
         if audit:
             results = RunResults(**{**results.__dict__, "mode": "audit"})
         try:

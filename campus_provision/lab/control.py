@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import shlex
 import subprocess
 import time
 from collections.abc import Callable
@@ -108,15 +109,43 @@ def write_ssh_config(paths: LabPaths) -> None:
     )
 
 
-def ssh_args(paths: LabPaths, host: LabHost) -> list[str]:
+def ssh_args(paths: LabPaths, host: LabHost, user: str = "root") -> list[str]:
     """The ssh command line that reaches ``host`` (add a command to run one)."""
-    return ["ssh", "-F", str(paths.ssh_config), f"root@{host.address.ip}"]
+    return ["ssh", "-F", str(paths.ssh_config), f"{user}@{host.address.ip}"]
 
 
-def ssh_ok(paths: LabPaths, host: LabHost) -> bool:
-    """One bounded attempt to run ``true`` on ``host``."""
+def lab_admin(paths: LabPaths) -> str | None:
+    """The admin account the lab logs in with once a PC's root login is off."""
+    admin = (read_record(paths) or {}).get("admin")
+    return str(admin) if admin else None
+
+
+def login_user(paths: LabPaths, host: LabHost) -> str:
+    """``root`` on a fresh host; the lab admin where campus_accounts turned root login off."""
+    admin = lab_admin(paths)
+    if admin is None or ssh_ok(paths, host):
+        return "root"
+    return admin
+
+
+def run_on(
+    paths: LabPaths, host: LabHost, command: str, *, input: str | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """Run a shell command as root on a lab host: over root's SSH, or the admin's and sudo."""
+    user = login_user(paths, host)
+    if user == "root":
+        argv = [*ssh_args(paths, host), command]
+    else:
+        argv = [*ssh_args(paths, host, user), "sudo -n sh -c " + shlex.quote(command)]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=input,
+                          check=False)  # fmt: skip
+
+
+def ssh_ok(paths: LabPaths, host: LabHost, user: str = "root") -> bool:
+    """One bounded attempt to run ``true`` on ``host`` as ``user``."""
     cmd = [*ssh_args(paths, host)[:3], "-o", "BatchMode=yes", "-o", "ConnectTimeout=3",
-           f"root@{host.address.ip}", "true"]  # fmt: skip
+           f"{user}@{host.address.ip}", "true"]  # fmt: skip
     try:
         return subprocess.run(cmd, capture_output=True, timeout=10, check=False).returncode == 0
     except subprocess.TimeoutExpired:
@@ -133,8 +162,9 @@ def wait_ready(paths: LabPaths, host: LabHost, timeout: float) -> float:
     """Wait until ``host`` answers SSH; seconds taken. Bounded, with the console log named."""
     start = time.monotonic()
     console = paths.host_dir(host.name) / "console.log"
+    admin = lab_admin(paths)  # a provisioned PC takes only its admins
     while time.monotonic() - start < timeout:
-        if ssh_ok(paths, host):
+        if ssh_ok(paths, host) or (admin is not None and ssh_ok(paths, host, admin)):
             return time.monotonic() - start
         if _driver_pid(paths, host) is None:
             raise LabError(f"{host.name}: the {host.driver} process exited; see {console}")
@@ -144,6 +174,8 @@ def wait_ready(paths: LabPaths, host: LabHost, timeout: float) -> float:
 
 def _connection_vars(paths: LabPaths) -> dict[str, Any]:
     return {
+        # The lab may log in as any admin once root login is off (campus_accounts).
+        "campus_accounts_admin_extra_keys": [paths.ssh_key.with_suffix(".pub").read_text().strip()],
         "ansible_user": "root",
         "ansible_ssh_common_args": f"-F {paths.ssh_config}",
         "ansible_python_interpreter": "/usr/bin/python3",
@@ -189,6 +221,7 @@ def up(
         paths,
         {"prefix": paths.prefix, "spec": str(spec.resolve()), "fingerprint": plan.fingerprint(),
          "summary": summary, "hosts": hosts_data, "state": "starting",
+         "admin": plan.campus.accounts.admins[0].username,
          "per_site": per_site, "driver": driver, "sites": sites},
     )  # fmt: skip
 
@@ -362,7 +395,9 @@ def status(paths: LabPaths) -> list[HostStatus]:
         if _driver_pid(paths, host) is None:
             state = "stopped"
         else:
-            state = "up" if ssh_ok(paths, host) else "no ssh"
+            admin = lab_admin(paths)
+            answers = ssh_ok(paths, host) or (admin is not None and ssh_ok(paths, host, admin))
+            state = "up" if answers else "no ssh"
         rows.append(HostStatus(host.name, host.role, host.driver, str(host.address.ip), state))
     return rows
 

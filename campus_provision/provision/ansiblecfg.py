@@ -12,6 +12,7 @@ gathers is the playbooks' business (``gather_facts``, ``gather_subset`` on the p
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import tempfile
@@ -131,12 +132,29 @@ def render_ansible_cfg(
     )
 
 
-def write_ansible_cfg(run_dir: Path, *, forks: int, roles_path: Path | None = None) -> Path:
+def inventory_control_dir(inventory: Path) -> Path:
+    """The socket directory for runs on ``inventory``: one per inventory.
+
+    ssh names a master socket by user, host and port only, and two labs (or a lab and a
+    campus) may use the same addresses: sharing one directory would send one's commands
+    down the other's connection. Runs on the same inventory still share their connections.
+    """
+    key = hashlib.sha256(str(inventory.resolve()).encode()).hexdigest()[:10]
+    directory = control_path_dir() / key
+    directory.mkdir(mode=0o700, exist_ok=True)
+    return directory
+
+
+def write_ansible_cfg(
+    run_dir: Path, *, forks: int, roles_path: Path | None = None, control_dir: Path | None = None
+) -> Path:
     """Write run_dir/ansible.cfg for a run with ``forks`` forks; its path."""
     path = run_dir / "ansible.cfg"
     path.write_text(
         render_ansible_cfg(
-            forks=forks, roles_path=roles_path or roles_dir(), control_dir=control_path_dir()
+            forks=forks,
+            roles_path=roles_path or roles_dir(),
+            control_dir=control_dir or control_path_dir(),
         ),
         encoding="utf-8",
     )

@@ -25,7 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from campus_provision.errors import ProvisionError
-from campus_provision.provision.ansiblecfg import forks_for, inventory_hosts, write_ansible_cfg
+from campus_provision.provision.ansiblecfg import (
+    forks_for,
+    inventory_control_dir,
+    inventory_hosts,
+    write_ansible_cfg,
+)
 from campus_provision.provision.events import RESULT_KINDS, Event, EventTail
 
 POLL_SECONDS = 0.1
@@ -235,13 +240,16 @@ def run_playbook(
     """
     if not playbook.is_file():
         raise ProvisionError(f"{playbook}: no such playbook")
-    if not inventory.is_file():
+    if not inventory.exists():
         raise ProvisionError(f"{inventory}: no such inventory (render the spec first)")
-    playbook, inventory = playbook.resolve(), inventory.resolve()
-    hosts = inventory_hosts(inventory)
+    playbook, inventory = playbook.resolve(), inventory.absolute()
+    # A directory inventory (the login overlay of provision) holds the rendered hosts.yml.
+    hosts_file = inventory / "hosts.yml" if inventory.is_dir() else inventory
+    hosts = inventory_hosts(hosts_file)
     run_dir.mkdir(parents=True, exist_ok=True)
     run_dir = run_dir.resolve()
-    cfg = write_ansible_cfg(run_dir, forks=forks_for(len(hosts)))
+    cfg = write_ansible_cfg(run_dir, forks=forks_for(len(hosts)),
+                            control_dir=inventory_control_dir(hosts_file))  # fmt: skip
     events_path = run_dir / EVENTS_FILE
     events_path.write_bytes(b"")
     (run_dir / TIMINGS_FILE).unlink(missing_ok=True)

@@ -37,11 +37,8 @@ def lab_paths(prefix: str) -> LabPaths:
 
 def ssh(paths: LabPaths, host: LabHost, command: str, *, input: str | None = None,
         timeout: float = 120) -> subprocess.CompletedProcess[str]:  # fmt: skip
-    """Run ``command`` on a lab host over the lab's own ssh path."""
-    return subprocess.run(
-        [*control.ssh_args(paths, host), command],
-        capture_output=True, text=True, timeout=timeout, input=input, check=False,
-    )  # fmt: skip
+    """Run ``command`` as root on a lab host (root's SSH, or the lab admin's and sudo)."""
+    return control.run_on(paths, host, command, input=input, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +90,12 @@ def small_spec(directory: Path) -> Path:
     spec = directory / "campus.yml"
     spec.write_text(text[:start] + SMALL_PROFILES + text[end:], encoding="utf-8")
     return spec
+
+
+def login_inventory(paths: LabPaths, directory: Path, limit: str = "all") -> Path:
+    """The lab inventory with each host's login: the lab admin (sudo) or, if fresh, root."""
+    from campus_provision.provision.bootstrap import choose_users, overlay_inventory  # noqa: PLC0415
+
+    inventory = paths.inventory / "hosts.yml"
+    users = choose_users(inventory, limit, control.lab_admin(paths))
+    return overlay_inventory(inventory, directory, users)

@@ -14,6 +14,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,12 +24,13 @@ from campus_provision.lab.state import LabPaths, read_record
 from campus_provision.paths import playbooks_dir
 from campus_provision.provision.runner import RunResult, run_playbook
 from campus_provision.verify.runner import Target, run_checks
-from tests.lab.conftest import VENV_BIN, lab_paths, require_lab, small_spec, ssh
+from tests.lab.conftest import VENV_BIN, lab_paths, login_inventory, require_lab, small_spec, ssh
 
 pytestmark = pytest.mark.lab
 PCS = ("sgm-a01", "sgm-a02")
 PINS = {"r-base-core": "4.2.2.20221110-2", "python3-pandas": "1.5.3+dfsg-2"}
 MIRROR_ROOT = "/srv/campus-mirror"
+CONTROLS = ("CP-PKG-01", "CP-PKG-02", "CP-ACC-01", "CP-ACC-02", "CP-ACC-03")
 
 
 @dataclass(frozen=True)
@@ -65,20 +67,22 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         assert control.leftovers(paths) == []
 
 
-def provision(lab: Lab, playbook: str, limit: str, tmp: Path, **extra: str) -> RunResult:
+def provision(lab: Lab, playbook: str, limit: str, tmp: Path, **extra: Any) -> RunResult:
+    run = tmp / f"run-{len(list(tmp.glob('run-*')))}"
     return run_playbook(
         playbooks_dir() / playbook,
-        lab.paths.inventory / "hosts.yml",
-        tmp / f"run-{len(list(tmp.glob('run-*')))}",
+        login_inventory(lab.paths, run / "inventory", limit),
+        run,
         limit=limit,
         extra_vars={**lab.extra, **extra},
     )
 
 
-def pkg_statuses(lab: Lab, tmp: Path) -> dict[tuple[str, str], str]:
-    target = Target(inventory=lab.paths.inventory / "hosts.yml", campus=lab.result.plan.campus,
+def statuses(lab: Lab, tmp: Path) -> dict[tuple[str, str], str]:
+    inventory = login_inventory(lab.paths, tmp / "login", ",".join(PCS))
+    target = Target(inventory=inventory, campus=lab.result.plan.campus,
                     spec_sha256="0" * 64, limit=",".join(PCS),
-                    controls=("CP-PKG-01", "CP-PKG-02"), workers=2)  # fmt: skip
+                    controls=CONTROLS, workers=2)  # fmt: skip
     return {(r.host, r.control): r.status for r in run_checks(target, tmp / "junit.xml").results}
 
 
@@ -99,17 +103,36 @@ def test_mirror_serves_the_bundle_read_only(lab: Lab) -> None:
     assert probe.stdout.split() == ["200", "403"], probe.stdout + probe.stderr
 
 
+def test_root_login_stays_on_when_no_admin_can_log_in(lab: Lab, tmp_path: Path) -> None:
+    # No key of this controller is an admin's: campus_accounts must not lock the PC away.
+    run = provision(lab, "workstations.yml", "sgm-a02", tmp_path,
+                    campus_accounts_admin_extra_keys=[])  # fmt: skip
+    (host,) = run.hosts
+    assert host.failed == 1 and host.reason is not None
+    assert "could log in to sgm-a02 with a key from this controller" in host.reason
+    assert "root login stays on" in host.reason
+    pc = lab.host("sgm-a02")
+    assert control.login_user(lab.paths, pc) == "root"
+    assert ssh(lab.paths, pc, "sshd -T | grep -i '^permitrootlogin'").stdout.split()[1] != "no"
+
+
 def test_two_pcs_install_from_the_mirror_only_and_converge(lab: Lab, tmp_path: Path) -> None:
-    before = pkg_statuses(lab, tmp_path)
-    assert set(before.values()) == {"fail"}, before
+    before = statuses(lab, tmp_path)
+    # sgm-a02 already got its mirror source from the lockout test above.
+    assert {s for (h, _), s in before.items() if h == "sgm-a01"} == {"fail"}, before
 
     first = provision(lab, "workstations.yml", ",".join(PCS), tmp_path)
     assert first.ok(), [h for h in first.hosts if h.failed or h.unreachable]
     assert {h.host for h in first.hosts} == set(PCS)
     assert all(h.changed > 0 for h in first.hosts)
 
-    after = pkg_statuses(lab, tmp_path)
+    after = statuses(lab, tmp_path)
     assert set(after.values()) == {"pass"}, after
+    for name in PCS:  # root login is off now; the lab reaches the PCs as an admin
+        assert (
+            control.login_user(lab.paths, lab.host(name))
+            == lab.result.plan.campus.accounts.admins[0].username
+        )
 
     for name in PCS:
         pc = lab.host(name)

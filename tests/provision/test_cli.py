@@ -164,7 +164,7 @@ def test_provision_renders_runs_and_summarizes(
     run_dir = tmp_path / "run"
     result = run_cli(
         "provision", spec, "--playbook", playbook, "--run-dir", run_dir,
-        "--limit", "sgm-a01,sgm-a02,sgm-a03",
+        "--limit", "sgm-a01,sgm-a02,sgm-a03", "--login", "inventory",
     )  # fmt: skip
     out = result.output
     assert result.exit_code == 1, out
