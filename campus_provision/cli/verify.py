@@ -105,7 +105,8 @@ def _run(
                 keys_dir or default_keys_dir(), read_passphrase(passphrase_file, confirm=False)
             )
         selected = tuple(c.strip() for c in controls.split(",") if c.strip()) if controls else ()
-        out_dir = out or default_evidence_dir()
+        # Absolute: the checks run in pytest workers whose working directory is not ours.
+        out_dir = (out or default_evidence_dir()).absolute()
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         # Provisioned PCs take only an admin (with sudo); fresh ones only root.
         scratch = out_dir.parent / f".{out_dir.name}.inventory"

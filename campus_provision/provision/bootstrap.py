@@ -78,7 +78,11 @@ def choose_users(
 
 
 def overlay_inventory(inventory: Path, directory: Path, users: Mapping[str, str]) -> Path:
-    """A directory inventory: ``inventory`` (hosts.yml) and its group_vars, plus the users."""
+    """A directory inventory: ``inventory`` (hosts.yml) and its group_vars, plus the users.
+
+    Its path is absolute: pytest workers and ansible-playbook do not run where we do.
+    """
+    directory = directory.absolute()
     directory.mkdir(parents=True, exist_ok=True)
     for name in (inventory.name, "group_vars", "host_vars"):
         source = inventory.parent / name
