@@ -37,6 +37,10 @@ lab-deps:
 		echo "installing lab packages: $$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+	@# Every lab container runs systemd, which takes several inotify instances: 128 (the
+	@# default) runs out with two labs up ("Too many open files", no SSH). Runtime only.
+	@if [ "$$(sysctl -n fs.inotify.max_user_instances)" -lt 1024 ]; then \
+		sysctl -q -w fs.inotify.max_user_instances=1024; fi
 
 # Unit tests in parallel, then the lab tests one at a time (they share the image cache
 # and the machine's two cores with their VMs).

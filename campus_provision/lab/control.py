@@ -123,9 +123,10 @@ def lab_admin(paths: LabPaths) -> str | None:
 def login_user(paths: LabPaths, host: LabHost) -> str:
     """``root`` on a fresh host; the lab admin where campus_accounts turned root login off."""
     admin = lab_admin(paths)
-    if admin is None or ssh_ok(paths, host):
+    # Generous timeouts: a PC under load must not look as if root login were off.
+    if admin is None or ssh_ok(paths, host, connect=15):
         return "root"
-    return admin
+    return admin if ssh_ok(paths, host, admin, connect=15) else "root"
 
 
 def run_on(
@@ -142,12 +143,13 @@ def run_on(
                           check=False)  # fmt: skip
 
 
-def ssh_ok(paths: LabPaths, host: LabHost, user: str = "root") -> bool:
+def ssh_ok(paths: LabPaths, host: LabHost, user: str = "root", connect: int = 3) -> bool:
     """One bounded attempt to run ``true`` on ``host`` as ``user``."""
-    cmd = [*ssh_args(paths, host)[:3], "-o", "BatchMode=yes", "-o", "ConnectTimeout=3",
+    cmd = [*ssh_args(paths, host)[:3], "-o", "BatchMode=yes", "-o", f"ConnectTimeout={connect}",
            f"{user}@{host.address.ip}", "true"]  # fmt: skip
     try:
-        return subprocess.run(cmd, capture_output=True, timeout=10, check=False).returncode == 0
+        return subprocess.run(cmd, capture_output=True, timeout=connect + 20,
+                              check=False).returncode == 0  # fmt: skip
     except subprocess.TimeoutExpired:
         return False
 
