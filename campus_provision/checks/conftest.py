@@ -97,6 +97,17 @@ def quote(value: str) -> str:
     return shlex.quote(value)
 
 
+def active_lines(text: str) -> list[str]:
+    """The lines of a configuration that do something: no blanks, no ``#`` comments."""
+    return [s for line in text.splitlines() if (s := line.strip()) and not s.startswith("#")]
+
+
+def names_address(lines: list[str], address: str) -> bool:
+    """Whether a line names ``address`` whole (10.0.0.1 is not in 10.0.0.11)."""
+    pattern = re.compile(rf"(?<![\w.:-]){re.escape(address)}(?![\w.:-])")
+    return any(pattern.search(line) for line in lines)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # Under xdist, reports reach the controller too: only the controller records them.
     _ROLE["worker"] = hasattr(config, "workerinput")

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from campus_provision.checks.conftest import Evidence, family_enabled, not_applicable
+from campus_provision.checks.conftest import (
+    Evidence,
+    active_lines,
+    family_enabled,
+    names_address,
+    not_applicable,
+)
 
 
 def test_CP_LOG_01_logs_forwarded_to_campus_log_host(
@@ -17,8 +23,10 @@ def test_CP_LOG_01_logs_forwarded_to_campus_log_host(
     problems = []
     if evidence.run("systemctl is-active rsyslog").stdout.strip() != "active":
         problems.append("rsyslog is not running")
-    config = evidence.run("cat /etc/rsyslog.conf /etc/rsyslog.d/*.conf 2>/dev/null").stdout
-    missing = [t for t in targets if t not in config]
+    config = active_lines(
+        evidence.run("cat /etc/rsyslog.conf /etc/rsyslog.d/*.conf 2>/dev/null").stdout
+    )
+    missing = [t for t in targets if not names_address(config, t)]
     if missing:
         problems.append(f"no forwarding to {', '.join(missing)} in the rsyslog configuration")
     assert not problems, "; ".join(problems)

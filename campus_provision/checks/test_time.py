@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from campus_provision.checks.conftest import Evidence, family_enabled, not_applicable
+from campus_provision.checks.conftest import (
+    Evidence,
+    active_lines,
+    family_enabled,
+    names_address,
+    not_applicable,
+)
 
 
 def test_CP_TIME_01_time_synced_to_campus_ntp(
@@ -16,10 +22,22 @@ def test_CP_TIME_01_time_synced_to_campus_ntp(
         not_applicable("the spec gives this host no NTP server")
     config = evidence.run("cat /etc/chrony/chrony.conf /etc/chrony/conf.d/*.conf /etc/systemd/timesyncd.conf "
                           "/etc/systemd/timesyncd.conf.d/*.conf 2>/dev/null").stdout  # fmt: skip
+    lines = active_lines(config)
     problems = []
-    missing = [s for s in servers if s not in config]
+    missing = [s for s in servers if not names_address(lines, s)]
     if missing:
         problems.append(f"campus NTP {', '.join(missing)} is not configured")
+    # Any other source (Debian's pool, say) is time from outside the campus.
+    others = sorted(
+        {
+            words[1]
+            for line in lines
+            if len(words := line.split()) > 1 and words[0] in ("server", "pool", "peer")
+            and words[1] not in servers
+        }
+    )  # fmt: skip
+    if others:
+        problems.append(f"time sources outside the campus NTP: {', '.join(others)}")
     active = [
         u
         for u in ("chrony", "systemd-timesyncd")
