@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from campus_provision.cli.common import SpecArg, console, user_errors
+from campus_provision.errors import LabError
 from campus_provision.lab import control
 from campus_provision.lab.image import ensure_base, ensure_vm_disk
 from campus_provision.lab.plan import Driver
@@ -160,10 +161,53 @@ def status(state_dir: StateOpt = None, prefix: PrefixOpt = DEFAULT_PREFIX) -> No
     console.print(table)
 
 
+HostArg = Annotated[str, typer.Argument(help="The lab host, e.g. sgm-a01.", show_default=False)]
+
+
+@app.command("stop")
+def stop(host: HostArg, state_dir: StateOpt = None, prefix: PrefixOpt = DEFAULT_PREFIX) -> None:
+    """Power one lab host off; its disk is kept (like a PC switched off at the wall).
+
+    Example: sudo campus-provision lab stop sgm-a02
+    """
+    with user_errors():
+        stopped = control.stop_host(_paths(state_dir, prefix), host)
+    console.print(f"{host}: " + ("stopped" if stopped else "was not running"))
+
+
+@app.command("start")
+def start(host: HostArg, state_dir: StateOpt = None, prefix: PrefixOpt = DEFAULT_PREFIX) -> None:
+    """Boot a stopped lab host again from its own disk, and wait until it answers SSH.
+
+    Example: sudo campus-provision lab start sgm-a02
+    """
+    with user_errors():
+        seconds = control.start_host(_paths(state_dir, prefix), host, progress=_progress)
+    console.print(f"{host}: up (SSH after {seconds:.0f} s)")
+
+
+@app.command("link")
+def link(
+    host: HostArg,
+    state: Annotated[str, typer.Argument(help="up or down.", show_default=False)],
+    state_dir: StateOpt = None,
+    prefix: PrefixOpt = DEFAULT_PREFIX,
+) -> None:
+    """Plug a lab host's network cable in (up) or pull it out (down); the host keeps running.
+
+    Example: sudo campus-provision lab link sgm-a02 down
+    """
+    with user_errors():
+        if state not in ("up", "down"):
+            raise LabError(f"link state must be 'up' or 'down', not '{state}'")
+        control.set_link(_paths(state_dir, prefix), host, up=state == "up")
+    console.print(f"{host}: link {state}")
+
+
 @app.command("ssh", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def ssh(
     ctx: typer.Context,
-    host: Annotated[str, typer.Argument(help="The lab host, e.g. sgm-a01.", show_default=False)],
+    host: HostArg,
     state_dir: StateOpt = None,
     prefix: PrefixOpt = DEFAULT_PREFIX,
 ) -> None:

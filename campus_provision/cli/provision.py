@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +18,7 @@ from campus_provision.cli import verify as verify_cli
 from campus_provision.cli.common import SpecArg, console, load, user_errors
 from campus_provision.cli.keys import read_passphrase
 from campus_provision.errors import ProvisionError
+from campus_provision.keys.atomic import write_atomic
 from campus_provision.keys.signing import PUB_FILE, default_keys_dir, load_signing_key
 from campus_provision.lab.control import lab_for_spec
 from campus_provision.lab.state import DEFAULT_PREFIX, LabPaths, read_record, state_dir_from_env
@@ -26,6 +29,7 @@ from campus_provision.provision.runner import RunResult, last_error, run_playboo
 from campus_provision.render import diff_tree, render_files, write_tree
 from campus_provision.verify.evidence import utc_stamp
 
+SUMMARY_FILE = "summary.json"
 LimitOpt = Annotated[str | None, typer.Option("--limit", help="Hosts or groups, comma-separated.")]
 TagsOpt = Annotated[
     str | None, typer.Option("--tags", help="Only tasks with these tags, comma-separated.")
@@ -181,6 +185,21 @@ def duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
+def write_summary(result: RunResult, *, check: bool = False) -> Path:
+    """The per-host table as ``summary.json`` in the run dir, for scripts and audits."""
+    data = {
+        "ok": result.ok(),
+        "rc": result.rc,
+        "check": check,
+        "seconds": round(result.seconds, 1),
+        "changed": result.total_changed(),
+        "hosts": [asdict(h) for h in result.hosts],
+    }
+    path = result.run_dir / SUMMARY_FILE
+    write_atomic(path, (json.dumps(data, indent=2) + "\n").encode(), 0o644)
+    return path
+
+
 def print_summary(result: RunResult, *, check: bool = False) -> None:
     """The per-host table, then one line for the whole run (and why it failed, if so)."""
     table = Table(title="provision" + (" (check mode)" if check else ""), title_justify="left")
@@ -325,6 +344,7 @@ def provision(
             diff=diff,
             extra_vars=extra_vars,
         )
+    write_summary(result, check=check)
     print_summary(result, check=check)
     code = 0 if result.ok() else 1
     if verify:

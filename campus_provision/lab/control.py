@@ -31,6 +31,7 @@ from campus_provision.lab.plan import (
     LabPlan,
     build_plan,
     mac_for,
+    standins,
 )
 from campus_provision.lab.proc import (
     cmdline,
@@ -257,6 +258,7 @@ def up(
         for future in futures:
             future.result()
 
+    _start_standins(paths, plan, progress)
     files = render_files(
         plan.campus, f"{spec.name} (lab '{paths.prefix}')", _connection_vars(paths)
     )
@@ -267,6 +269,16 @@ def up(
     record["state"] = "up"
     write_record(paths, record)
     return UpResult(plan=plan, image=image, seconds=time.monotonic() - started_at, started=started)
+
+
+def _start_standins(paths: LabPaths, plan: LabPlan, progress: Progress) -> None:
+    """Listeners for the services no campus role runs (DNS, licence server), once each."""
+    for standin in standins(plan.campus):
+        if pid_from(net.standin_pidfile(paths, standin.host), paths.marker) is not None:
+            continue
+        ports = [f"{p}/tcp" for p in standin.tcp] + [f"{p}/udp" for p in standin.udp]
+        progress(f"stand-in for {', '.join(standin.services)} on {standin.host}: {' '.join(ports)}")
+        net.start_standin(paths, plan.host(standin.host).index, standin)
 
 
 def publish_bundle(
@@ -402,6 +414,44 @@ def status(paths: LabPaths) -> list[HostStatus]:
             state = "up" if answers else "no ssh"
         rows.append(HostStatus(host.name, host.role, host.driver, str(host.address.ip), state))
     return rows
+
+
+def stop_host(paths: LabPaths, name: str) -> bool:
+    """Power one lab host off, keeping its disk (a PC switched off); False if it was off."""
+    require_root()
+    host = find_host(paths, name)
+    if _driver_pid(paths, host) is None:
+        return False
+    if host.driver == "nspawn":
+        nspawn.stop_host(paths, host)
+    else:
+        qemu.stop_host(paths, host)
+    return True
+
+
+def start_host(paths: LabPaths, name: str, progress: Progress = _quiet) -> float:
+    """Boot one stopped lab host again from its own disk and wait for SSH; the seconds taken."""
+    require_root()
+    host = find_host(paths, name)
+    if _driver_pid(paths, host) is None:
+        image = ensure_base(paths.images, progress=progress)
+        seed = seed_for(paths, host)
+        if host.driver == "nspawn":
+            nspawn.start(paths, host, image.rootfs, seed)
+        else:
+            vm = ensure_vm_disk(paths.images, image, progress=progress)
+            assert vm.vm_disk is not None  # noqa: S101 - ensure_vm_disk set it
+            qemu.start(paths, host, vm.vm_disk, seed)
+    return wait_ready(paths, host, READY_SECONDS[host.driver])
+
+
+def set_link(paths: LabPaths, name: str, *, up: bool) -> None:
+    """Plug a lab host's network cable in or pull it out (its bridge port, up or down)."""
+    require_root()
+    host = find_host(paths, name)
+    state = "up" if up else "down"
+    port = net.bridge_port(host.index, host.driver)
+    run(["ip", "-n", paths.campus_ns, "link", "set", port, state])
 
 
 def find_host(paths: LabPaths, name: str) -> LabHost:

@@ -9,8 +9,16 @@ from __future__ import annotations
 
 import sys
 from ipaddress import IPv4Interface
+from pathlib import Path
 
-from campus_provision.lab.plan import OUTSIDE_HOST, OUTSIDE_PORTS, ROUTER_ADMIN, UPLINK, LabPlan
+from campus_provision.lab.plan import (
+    OUTSIDE_HOST,
+    OUTSIDE_PORTS,
+    ROUTER_ADMIN,
+    UPLINK,
+    LabPlan,
+    Standin,
+)
 from campus_provision.lab.proc import run, spawn
 from campus_provision.lab.state import LabPaths
 
@@ -83,8 +91,23 @@ def start_outside(paths: LabPaths) -> int:
         "-m",
         "campus_provision.lab.outside",
     ]
-    cmd += ["--lab", str(paths.root) + "/", *(str(p) for p in OUTSIDE_PORTS)]
+    cmd += ["--lab", str(paths.root) + "/", "--udp", "53", *(str(p) for p in OUTSIDE_PORTS)]
     return spawn(cmd, pidfile=run_dir / "outside.pid", log=run_dir / "outside.log")
+
+
+def standin_pidfile(paths: LabPaths, host: str) -> Path:
+    """Where the stand-in listener of service host ``host`` keeps its pid."""
+    return paths.root / "run" / f"standin-{host}.pid"
+
+
+def start_standin(paths: LabPaths, index: int, standin: Standin) -> int:
+    """Listeners for a service host's unmanaged services, in that host's own namespace."""
+    cmd = ["ip", "netns", "exec", paths.host_ns(index), sys.executable, "-m"]
+    cmd += ["campus_provision.lab.outside", "--lab", str(paths.root) + "/"]
+    cmd += ["--name", standin.host, *(a for p in standin.udp for a in ("--udp", str(p)))]
+    cmd += [str(p) for p in standin.tcp]
+    log = paths.root / "run" / f"standin-{standin.host}.log"
+    return spawn(cmd, pidfile=standin_pidfile(paths, standin.host), log=log)
 
 
 def add_host_link(paths: LabPaths, index: int, mac: str, host_ns: str) -> None:
@@ -109,6 +132,11 @@ def add_tap(paths: LabPaths, index: int) -> str:
         run(["ip", "-n", c, "tuntap", "add", "dev", tap, "mode", "tap"])
         run(["ip", "-n", c, "link", "set", tap, "master", BRIDGE, "up"])
     return tap
+
+
+def bridge_port(index: int, driver: str) -> str:
+    """The name of host ``index``'s port on the campus bridge (its "switch port")."""
+    return f"tap{index}" if driver == "qemu" else f"vh{index}"
 
 
 def forget_host(paths: LabPaths, address: IPv4Interface) -> None:

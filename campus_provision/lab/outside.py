@@ -1,9 +1,11 @@
-"""The internet stand-in: TCP listeners (and a UDP echo on 53) in the ``outside`` namespace.
+"""Lab listeners: the internet stand-in, and stand-ins for campus services no role runs.
 
-Every TCP connection gets one line ``outside:<port>`` and is closed, so a check from a PC
-can tell a real connection from a refused or dropped one. Run as
-``python -m campus_provision.lab.outside --lab DIR PORT...`` (``--lab`` lets ``lab down``
-find the process again).
+Every TCP connection gets one line ``<name>:<port>`` and is closed, so a check from a PC
+can tell a real connection from a refused or dropped one; UDP datagrams are echoed back.
+Run in a lab namespace as
+``python -m campus_provision.lab.outside --lab DIR [--name NAME] [--udp PORT]... PORT...``
+(``--lab`` lets ``lab down`` find the process again). The outside host answers as
+``outside``; a campus service host (a licence server, a DNS resolver) by its host name.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import selectors
 import socket
 
 
-def serve(ports: list[int]) -> None:
-    """Listen on ``ports`` until killed."""
+def serve(ports: list[int], udp_ports: list[int], name: str = "outside") -> None:
+    """Listen on TCP ``ports`` and UDP ``udp_ports`` until killed."""
     sel = selectors.DefaultSelector()
     for port in ports:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -23,10 +25,11 @@ def serve(ports: list[int]) -> None:
         sock.listen(64)
         sock.setblocking(False)
         sel.register(sock, selectors.EVENT_READ, ("tcp", port))
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind(("0.0.0.0", 53))  # noqa: S104
-    sel.register(udp, selectors.EVENT_READ, ("udp", 53))
-    print("listening", *ports, flush=True)
+    for port in udp_ports:
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind(("0.0.0.0", port))  # noqa: S104 - inside the lab's own namespace
+        sel.register(udp, selectors.EVENT_READ, ("udp", port))
+    print("listening", name, *ports, *(f"{p}/udp" for p in udp_ports), flush=True)
     while True:
         for key, _ in sel.select():
             kind, port = key.data
@@ -37,7 +40,7 @@ def serve(ports: list[int]) -> None:
                 try:
                     conn, addr = ready.accept()
                     conn.settimeout(1)
-                    conn.sendall(b"outside:%d\n" % port)
+                    conn.sendall(f"{name}:{port}\n".encode())
                     conn.close()
                     print("tcp", port, addr[0], flush=True)
                 except OSError as exc:
@@ -50,9 +53,11 @@ def serve(ports: list[int]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--lab", required=True, help="the lab directory (marks the process)")
-    parser.add_argument("ports", nargs="+", type=int)
+    parser.add_argument("--name", default="outside", help="how the listener answers")
+    parser.add_argument("--udp", type=int, action="append", default=[], help="a UDP port")
+    parser.add_argument("ports", nargs="*", type=int)
     args = parser.parse_args()
-    serve(args.ports)
+    serve(args.ports, args.udp, args.name)
 
 
 if __name__ == "__main__":

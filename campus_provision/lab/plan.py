@@ -26,6 +26,10 @@ OUTSIDE_HOST = IPv4Address("10.255.0.80")  # the internet stand-in
 UPLINK = IPv4Network("10.255.255.0/30")  # campus router .1 <-> outside .2
 OUTSIDE_PORTS = (22, 53, 80, 443)
 VM_DATA_DISK = "/dev/disk/by-id/virtio-campus-data"
+# Service kinds a campus role runs on the lab's service hosts (campus_mirror,
+# campus_log_server, campus_time_server). The others (a DNS resolver, a licence server)
+# are not the project's to install: the lab stands in for them with plain listeners.
+ROLE_SERVED_KINDS = frozenset({"mirror", "log", "ntp"})
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,44 @@ class LabPlan:
         """A short hash of hosts, drivers and addresses."""
         data = [(h.name, h.role, h.driver, str(h.address), h.mac) for h in self.hosts]
         return hashlib.sha256(json.dumps(data).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Standin:
+    """Listeners standing in for a service host's services that no campus role runs."""
+
+    host: str
+    services: tuple[str, ...]
+    tcp: tuple[int, ...]
+    udp: tuple[int, ...]
+
+
+def standins(campus: Campus) -> list[Standin]:
+    """The stand-ins the lab runs: per service host, the ports of its unmanaged services.
+
+    A port that a role-run service on the same host also uses is left to that role.
+    """
+    served: dict[str, set[tuple[int, str]]] = {}
+    wanted: dict[str, dict[str, set[tuple[int, str]]]] = {}
+    for svc in campus.services:
+        ports = {(int(p.split("/")[0]), p.split("/")[1]) for p in svc.ports}
+        if svc.kind in ROLE_SERVED_KINDS:
+            served.setdefault(svc.hostname, set()).update(ports)
+        else:
+            wanted.setdefault(svc.hostname, {}).setdefault(svc.name, set()).update(ports)
+    out = []
+    for host, by_service in wanted.items():
+        ports = set().union(*by_service.values()) - served.get(host, set())
+        if ports:
+            out.append(
+                Standin(
+                    host,
+                    tuple(sorted(by_service)),
+                    tuple(sorted(p for p, proto in ports if proto == "tcp")),
+                    tuple(sorted(p for p, proto in ports if proto == "udp")),
+                )
+            )
+    return out
 
 
 def mac_for(index: int) -> str:

@@ -140,3 +140,55 @@ def test_a_dead_host_is_named_and_up_restarts_it(nspawn_lab: Lab) -> None:
     again = control.up(EXAMPLE, paths, per_site=1)
     assert again.started == 1
     assert ssh(paths, host, "hostname").stdout.strip() == "gp-l1-01"
+
+
+@pytest.mark.parametrize(
+    ("service_host", "port"), [("sgm-lic", 27000), ("sgm-lic", 27001), ("sgm-infra", 53)]
+)
+def test_services_no_role_runs_have_a_stand_in(
+    nspawn_lab: Lab, service_host: str, port: int
+) -> None:
+    """The licence server and the DNS resolver are not ours to install: the lab stands in."""
+    paths, result = nspawn_lab
+    pc = result.plan.host("sgm-a01")
+    ip = result.plan.host(service_host).address.ip
+    out = ssh(paths, pc, f"timeout 5 bash -c 'exec 3<>/dev/tcp/{ip}/{port}; head -1 <&3'")
+    assert out.stdout.strip() == f"{service_host}:{port}", out.stderr
+
+
+def run_cli(paths: LabPaths, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(VENV_BIN / "campus-provision"), "lab", *args, "--prefix", paths.prefix,
+         "--state-dir", str(paths.state_dir)],
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+def test_lab_stop_and_start_keep_the_pcs_disk(nspawn_lab: Lab) -> None:
+    paths, result = nspawn_lab
+    host = result.plan.host("gp-l1-01")
+    assert ssh(paths, host, "echo kept > /root/disk-marker").returncode == 0
+    stopped = run_cli(paths, "stop", "gp-l1-01")
+    assert stopped.returncode == 0, stopped.stderr
+    assert "gp-l1-01: stopped" in stopped.stdout
+    assert not control.ssh_ok(paths, host)
+    assert {r.name: r.state for r in control.status(paths)}["gp-l1-01"] == "stopped"
+    started = run_cli(paths, "start", "gp-l1-01")
+    assert started.returncode == 0, started.stderr
+    assert ssh(paths, host, "cat /root/disk-marker").stdout.strip() == "kept"
+
+
+def test_lab_link_down_cuts_the_pc_off_and_up_restores_it(nspawn_lab: Lab) -> None:
+    paths, result = nspawn_lab
+    host = result.plan.host("sgm-a01")
+    down = run_cli(paths, "link", "sgm-a01", "down")
+    assert down.returncode == 0, down.stderr
+    try:
+        assert not control.ssh_ok(paths, host, connect=3)
+    finally:
+        up = run_cli(paths, "link", "sgm-a01", "up")
+    assert up.returncode == 0, up.stderr
+    assert control.ssh_ok(paths, host, connect=10)
+    bad = run_cli(paths, "link", "sgm-a01", "sideways")
+    assert bad.returncode != 0
+    assert "'up' or 'down'" in bad.stdout + bad.stderr

@@ -8,10 +8,18 @@ import pytest
 import yaml
 
 from campus_provision.errors import LabError
-from campus_provision.lab.plan import ADMIN_SUBNET, VM_DATA_DISK, build_plan, mac_for
+from campus_provision.lab.plan import (
+    ADMIN_SUBNET,
+    VM_DATA_DISK,
+    Standin,
+    build_plan,
+    mac_for,
+    standins,
+)
 from campus_provision.lab.state import LabPaths
 from campus_provision.render import render_files
 from campus_provision.spec import load_spec
+from campus_provision.spec.loader import load_spec_bytes
 from tests.conftest import EXAMPLE
 
 LAB = IPv4Network("10.254.0.0/16")
@@ -80,3 +88,21 @@ def test_mac_is_fixed_and_locally_administered() -> None:
 def test_bad_prefix(prefix: str, tmp_path: object) -> None:
     with pytest.raises(LabError, match="lab prefix"):
         LabPaths(tmp_path, prefix)  # type: ignore[arg-type]
+
+
+def test_stand_ins_cover_the_services_no_role_runs() -> None:
+    """DNS and the licence server get lab listeners; NTP on the same host is chrony's."""
+    assert standins(load_spec(EXAMPLE)) == [
+        Standin("sgm-infra", ("sangam-dns",), (53,), (53,)),
+        Standin("sgm-lic", ("campus-licence",), (27000, 27001), ()),
+        Standin("gp-infra", ("gaepo-dns",), (53,), (53,)),
+    ]
+
+
+def test_a_port_a_role_serves_gets_no_stand_in() -> None:
+    text = EXAMPLE.read_text(encoding="utf-8").replace(
+        "    ports: [53/udp, 53/tcp]\n", "    ports: [53/udp, 123/udp]\n", 1
+    )
+    campus = load_spec_bytes(text.encode(), EXAMPLE)
+    infra = [s for s in standins(campus) if s.host == "sgm-infra"]
+    assert infra == [Standin("sgm-infra", ("sangam-dns",), (), (53,))]

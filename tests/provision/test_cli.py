@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -174,6 +175,12 @@ def test_provision_renders_runs_and_summarizes(
     assert "FAILED sgm-a03: Break one: broken [on purpose]" in out
     assert "FAILED: 3 hosts, changed 0, failed 2, unreachable 0" in out
     assert "forks = 25" in (run_dir / "ansible.cfg").read_text()  # 98 hosts in the inventory
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["ok"] is False and summary["check"] is False
+    hosts = {h["host"]: h for h in summary["hosts"]}
+    assert set(hosts) == {"sgm-a01", "sgm-a02", "sgm-a03"}
+    assert hosts["sgm-a03"]["failed"] == 1 and hosts["sgm-a01"]["failed"] == 0
+    assert hosts["sgm-a03"]["reason"] == "broken [on purpose]"
     assert SECRET not in out
     for path in run_dir.rglob("*"):
         assert SECRET.encode() not in path.read_bytes(), path
