@@ -73,7 +73,7 @@ def build(
     profiles: Annotated[
         str | None,
         typer.Option(
-            "--profiles", help="Only these software profiles, comma-separated [default: all]."
+            "--profiles", help="Only these software profiles, comma-separated \\[default: all]."
         ),
     ] = None,
     extra: Annotated[
@@ -146,7 +146,7 @@ def verify(
         Path | None,
         typer.Option(
             "--pubkey",
-            help="The campus signing public key (signing.pub) [default: the keys directory's].",
+            help="The campus signing public key (signing.pub) \\[default: the keys directory's].",
             show_default=False,
         ),
     ] = None,

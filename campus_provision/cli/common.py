@@ -17,6 +17,14 @@ MAX_ERROR_LINES = 50
 
 console = Console(highlight=False, soft_wrap=True)
 
+AdminOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--admin",
+        help="The admin account to log in with \\[default: $CAMPUS_ADMIN, else the spec's first].",
+        show_default=False,
+    ),
+]
 SpecArg = Annotated[
     Path,
     typer.Argument(

@@ -28,7 +28,7 @@ StateOpt = Annotated[
     Path | None,
     typer.Option(
         "--state-dir",
-        help="Where labs and the image cache live [default: $CAMPUS_LAB_STATE or "
+        help="Where labs and the image cache live \\[default: $CAMPUS_LAB_STATE or "
         "/var/lib/campus-provision/lab].",
         show_default=False,
     ),

@@ -15,7 +15,7 @@ from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TextColum
 from rich.table import Table
 
 from campus_provision.cli import verify as verify_cli
-from campus_provision.cli.common import SpecArg, console, load, user_errors
+from campus_provision.cli.common import AdminOpt, SpecArg, console, load, user_errors
 from campus_provision.cli.keys import read_passphrase
 from campus_provision.errors import ProvisionError
 from campus_provision.keys.atomic import write_atomic
@@ -51,7 +51,7 @@ RunDirOpt = Annotated[
     Path | None,
     typer.Option(
         "--run-dir",
-        help="Where the run's ansible.cfg, log, events and timings go [default: "
+        help="Where the run's ansible.cfg, log, events and timings go \\[default: "
         "runs/<UTC timestamp>; with --lab, in the lab's directory].",
         show_default=False,
     ),
@@ -59,7 +59,9 @@ RunDirOpt = Annotated[
 PlaybookOpt = Annotated[
     Path | None,
     typer.Option(
-        "--playbook", help="The playbook to run [default: playbooks/site.yml].", show_default=False
+        "--playbook",
+        help="The playbook to run \\[default: playbooks/site.yml].",
+        show_default=False,
     ),
 ]
 BundleOpt = Annotated[
@@ -76,7 +78,7 @@ PubkeyOpt = Annotated[
     typer.Option(
         "--pubkey",
         help="The campus signing public key the bundle must verify with "
-        "[default: the keys directory's signing.pub].",
+        "\\[default: the keys directory's signing.pub].",
         show_default=False,
     ),
 ]
@@ -86,14 +88,6 @@ LoginOpt = Annotated[
         "--login",
         help="How to reach each host: 'auto' tries the admin account (then sudo) and, on a "
         "fresh PC, root; 'inventory' uses what the inventory says.",
-    ),
-]
-AdminOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--admin",
-        help="The admin account to log in with [default: $CAMPUS_ADMIN, else the spec's first].",
-        show_default=False,
     ),
 ]
 VerifyOpt = Annotated[
@@ -362,6 +356,7 @@ def provision(
                 passphrase_file=passphrase_file,
                 audit=False,
                 signing_key=signing_key,
+                admin=admin,
             )
         except typer.Exit as exc:
             code = max(code, exc.exit_code)

@@ -69,7 +69,7 @@ def verify(
         typer.Option(
             "--keys-dir",
             help="Where to find signing.pub when --pubkey is not given "
-            "[default: $CAMPUS_KEYS_DIR, else ~/.config/campus-provision/keys].",
+            "\\[default: $CAMPUS_KEYS_DIR, else ~/.config/campus-provision/keys].",
             show_default=False,
         ),
     ] = None,

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from campus_provision.cli.common import SpecArg, console, load, user_errors
+from campus_provision.cli.common import AdminOpt, SpecArg, console, load, user_errors
 from campus_provision.cli.keys import read_passphrase
 from campus_provision.errors import VerifyError
 from campus_provision.keys.signing import default_keys_dir, load_signing_key
@@ -33,7 +33,9 @@ ControlsOpt = Annotated[
 OutOpt = Annotated[
     Path | None,
     typer.Option(
-        "--out", help="Evidence directory [default: evidence/<UTC timestamp>].", show_default=False
+        "--out",
+        help="Evidence directory \\[default: evidence/<UTC timestamp>].",
+        show_default=False,
     ),
 ]
 LabOpt = Annotated[
@@ -51,7 +53,7 @@ KeysOpt = Annotated[
     Path | None,
     typer.Option(
         "--keys-dir",
-        help="Where the signing key is [default: $CAMPUS_KEYS_DIR].",
+        help="Where the signing key is \\[default: $CAMPUS_KEYS_DIR].",
         show_default=False,
     ),
 ]
@@ -79,6 +81,7 @@ def _run(
     passphrase_file: Path | None,
     audit: bool,
     signing_key: Ed25519PrivateKey | None = None,
+    admin: str | None = None,
 ) -> None:
     # ``signing_key`` lets a caller unlock the key up front (provision --verify asks
     # before a run of hours, not after it).
@@ -110,8 +113,8 @@ def _run(
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         # Provisioned PCs take only an admin (with sudo); fresh ones only root.
         scratch = out_dir.parent / f".{out_dir.name}.inventory"
-        admin = os.environ.get("CAMPUS_ADMIN") or campus.accounts.admins[0].username
-        users = choose_users(inventory / "hosts.yml", limit or "all", admin)
+        who = admin or os.environ.get("CAMPUS_ADMIN") or campus.accounts.admins[0].username
+        users = choose_users(inventory / "hosts.yml", limit or "all", who)
         target = Target(
             inventory=overlay_inventory(inventory / "hosts.yml", scratch, users),
             campus=campus,
@@ -194,6 +197,7 @@ def verify(
     workers: WorkersOpt = 4,
     keys_dir: KeysOpt = None,
     passphrase_file: PassFileOpt = None,
+    admin: AdminOpt = None,
 ) -> None:
     """Check every control on every PC over SSH and write signed evidence.
 
@@ -215,6 +219,7 @@ def verify(
         keys_dir=keys_dir,
         passphrase_file=passphrase_file,
         audit=False,
+        admin=admin,
     )
 
 
@@ -229,6 +234,7 @@ def audit(
     workers: WorkersOpt = 4,
     keys_dir: KeysOpt = None,
     passphrase_file: PassFileOpt = None,
+    admin: AdminOpt = None,
     provision: Annotated[bool, typer.Option("--provision", hidden=True)] = False,
 ) -> None:
     """The auditors' verify: read-only, it changes nothing on any host or in the inventory.
@@ -255,4 +261,5 @@ def audit(
         keys_dir=keys_dir,
         passphrase_file=passphrase_file,
         audit=True,
+        admin=admin,
     )

@@ -109,3 +109,22 @@ def test_console_script_is_installed_and_reports_errors_with_exit_2(tmp_path: Pa
         [str(exe), "--version"], capture_output=True, text=True, timeout=60, check=True
     )
     assert version.stdout.strip().startswith("campus-provision ")
+
+
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        (["verify"], "[default: evidence/<UTC timestamp>]"),
+        (["verify"], "[default: $CAMPUS_ADMIN, else the spec's first]"),
+        (["audit"], "--admin"),
+        (["provision"], "[default: playbooks/site.yml]"),
+        (["bundle", "build"], "[default: all]"),
+    ],
+)
+def test_help_shows_defaults_in_brackets(
+    command: list[str], shown: str, run_cli: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rich would read "[default: …]" as markup and drop it; the help must keep it."""
+    monkeypatch.setenv("COLUMNS", "300")
+    result = run_cli(*command, "--help")
+    assert shown in " ".join(result.output.split())
