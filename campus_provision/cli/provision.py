@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import asdict
@@ -25,6 +26,7 @@ from campus_provision.lab.state import DEFAULT_PREFIX, LabPaths, read_record, st
 from campus_provision.paths import playbooks_dir
 from campus_provision.provision.bootstrap import choose_users, overlay_inventory
 from campus_provision.provision.events import RESULT_KINDS, Event
+from campus_provision.provision.lock import inventory_lock
 from campus_provision.provision.runner import RunResult, last_error, run_playbook
 from campus_provision.render import diff_tree, render_files, write_tree
 from campus_provision.verify.evidence import utc_stamp
@@ -241,6 +243,13 @@ def _login_inventory(inventory: Path, run_dir: Path, limit: str | None, admin: s
     return overlay_inventory(inventory, run_dir / "inventory", users)
 
 
+def _inventory_of(spec: Path, lab: bool, prefix: str) -> Path:
+    """The inventory a run on ``spec`` uses (the lab's, with --lab)."""
+    if lab:
+        return LabPaths(state_dir_from_env(), prefix).inventory / "hosts.yml"
+    return spec.parent / "hosts.yml"
+
+
 def _bundle_vars(
     bundle: Path | None, pubkey: Path | None, keys_dir: Path | None, playbook: Path | None
 ) -> dict[str, str]:
@@ -297,8 +306,10 @@ def provision(
     Example: campus-provision provision inventories/seoul/campus.yml --limit wsg_sgm_secure --check
     """
     stamp = utc_stamp()
-    with user_errors():
+    with user_errors(), contextlib.ExitStack() as held:
         campus = load(spec)
+        # One run per inventory: a second one is refused before it renders or probes.
+        held.enter_context(inventory_lock(_inventory_of(spec, lab, prefix)))
         if lab:
             paths = LabPaths(state_dir_from_env(), prefix)
             lab_for_spec(paths, spec)
