@@ -1,16 +1,26 @@
-"""``campus-provision keys``: the campus evidence-signing key (Ed25519, encrypted at rest)."""
+"""``campus-provision keys``: the evidence-signing key and the volume keystore (encrypted)."""
 
 from __future__ import annotations
 
-import os
-import stat
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.measure import Measurement
+from rich.table import Table
 
 from campus_provision.cli.common import console, user_errors
 from campus_provision.keys import KeyStoreError
+from campus_provision.keys.escrow import export_escrow, import_escrow
+from campus_provision.keys.passphrase import (
+    PASSPHRASE_ENV,
+    PASSPHRASE_FILE_ENV,
+    environment_passphrase,
+    environment_passphrase_file,
+    loose_mode,
+    read_passphrase_file,
+)
 from campus_provision.keys.signing import (
     KEY_FILE,
     PUB_FILE,
@@ -23,13 +33,22 @@ from campus_provision.keys.signing import (
     signing_key_info,
     write_public_key,
 )
-
-PASSPHRASE_ENV = "CAMPUS_KEYSTORE_PASSPHRASE"  # noqa: S105 - the variable's name, not a secret
+from campus_provision.keys.volumes import (
+    VolumeKeystore,
+    list_volume_keys,
+    split_volume_id,
+)
 
 app = typer.Typer(
-    help="The campus evidence-signing key (Ed25519, encrypted at rest under a passphrase).",
+    help="The campus evidence-signing key and the data-volume keys (encrypted at rest under "
+    "a passphrase).",
     no_args_is_help=True,
 )
+escrow_app = typer.Typer(
+    help="A recovery bundle of every volume key, sealed under a separate escrow passphrase.",
+    no_args_is_help=True,
+)
+app.add_typer(escrow_app, name="escrow")
 
 KeysDirOpt = Annotated[
     Path | None,
@@ -45,49 +64,43 @@ PassphraseFileOpt = Annotated[
     typer.Option(
         "--passphrase-file",
         help="Read the passphrase from the first line of this file (keep it 0600). Without "
-        f"it: ${PASSPHRASE_ENV}, else a prompt. Never given on the command line itself.",
+        f"it: the file ${PASSPHRASE_FILE_ENV} names, else ${PASSPHRASE_ENV}, else a prompt. "
+        "Never given on the command line itself.",
         show_default=False,
     ),
 ]
 
 
-def read_passphrase(passphrase_file: Path | None, *, confirm: bool) -> str:
+def _from_file(path: Path) -> str:
+    """The first line of a passphrase file, with a warning when others can read it."""
+    passphrase = read_passphrase_file(path)
+    if (mode := loose_mode(path)) is not None:
+        typer.echo(
+            f"warning: {path} can be read by other users (mode {mode:04o}); chmod 600 it",
+            err=True,
+        )
+    return passphrase
+
+
+def read_passphrase(
+    passphrase_file: Path | None, *, confirm: bool, prompt: str = "Passphrase for the signing key"
+) -> str:
     """The operator's passphrase: ``--passphrase-file``, else the environment, else a prompt.
 
-    An explicit ``--passphrase-file`` wins over ``$CAMPUS_KEYSTORE_PASSPHRASE`` (an option
-    given for this one command is more specific than a variable set for the session). The
-    prompt hides input and, with ``confirm`` (key creation), asks twice. There is no
-    option taking the passphrase itself: it would show in ``ps`` and shell history.
+    An explicit ``--passphrase-file`` wins over ``$CAMPUS_KEYSTORE_PASSPHRASE_FILE``, which
+    wins over ``$CAMPUS_KEYSTORE_PASSPHRASE`` (an option given for this one command is more
+    specific than a variable set for the session; a file keeps the secret out of the
+    environment of every process started). The prompt hides input and, with ``confirm``
+    (key creation), asks twice. There is no option taking the passphrase itself: it would
+    show in ``ps`` and shell history.
     """
-    if passphrase_file is not None:
-        try:
-            text = passphrase_file.read_text(encoding="utf-8")
-            mode = stat.S_IMODE(passphrase_file.stat().st_mode)
-        except OSError as exc:
-            raise KeyStoreError(
-                f"{passphrase_file}: cannot read the passphrase file: {exc.strerror}"
-            ) from None
-        except UnicodeDecodeError:
-            # No detail from the decoder: it would quote bytes of the secret.
-            raise KeyStoreError(f"{passphrase_file}: the passphrase file is not UTF-8") from None
-        if mode & 0o077:
-            typer.echo(
-                f"warning: {passphrase_file} can be read by other users (mode {mode:04o}); "
-                f"chmod 600 it",
-                err=True,
-            )
-        lines = text.splitlines()
-        if not lines or not lines[0]:
-            raise KeyStoreError(f"{passphrase_file}: the first line (the passphrase) is empty")
-        return lines[0]
-    env = os.environ.get(PASSPHRASE_ENV)
+    path = passphrase_file or environment_passphrase_file()
+    if path is not None:
+        return _from_file(path)
+    env = environment_passphrase()
     if env is not None:
-        if not env:
-            raise KeyStoreError(f"${PASSPHRASE_ENV} is set but empty")
         return env
-    value: str = typer.prompt(
-        "Passphrase for the signing key", hide_input=True, confirmation_prompt=confirm
-    )
+    value: str = typer.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
     return value
 
 
@@ -198,3 +211,168 @@ def export_pubkey(
         except OSError as exc:
             raise KeyStoreError(f"{out}: cannot write: {exc.strerror}") from None
     console.print(f"{out}: public key {fingerprint(pub)} written")
+
+
+def _volume(value: str | None) -> str | None:
+    """A ``--volume`` value checked as HOST/DATASET (typer callback)."""
+    if value is None:
+        return None
+    try:
+        split_volume_id(value)
+    except KeyStoreError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+VolumeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--volume",
+        metavar="HOST/DATASET",
+        help="Only this volume's keys, e.g. sgm-a01/card-spending-2025.",
+        callback=_volume,
+        show_default=False,
+    ),
+]
+VolumeArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="HOST/DATASET",
+        help="The volume: a PC's hostname and a dataset id, e.g. sgm-a01/card-spending-2025.",
+        callback=_volume,
+        show_default=False,
+    ),
+]
+EscrowPassphraseFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--escrow-passphrase-file",
+        help="Read the escrow passphrase from the first line of this file (keep it 0600); "
+        "without it, a prompt. It must differ from the keystore passphrase.",
+        show_default=False,
+    ),
+]
+KEYSTORE_PROMPT = "Keystore passphrase"
+
+
+def _read_escrow_passphrase(path: Path | None, *, confirm: bool) -> str:
+    if path is not None:
+        return _from_file(path)
+    value: str = typer.prompt("Escrow passphrase", hide_input=True, confirmation_prompt=confirm)
+    return value
+
+
+@app.command("volumes")
+def volumes(keys_dir: KeysDirOpt = None, volume: VolumeOpt = None) -> None:
+    """List the data-volume keys: volume, key id, created (no passphrase, never a key).
+
+    A volume's newest key is its current one, the one a provisioning run installs.
+
+    Example: campus-provision keys volumes --volume sgm-a01/card-spending-2025
+    """
+    with user_errors():
+        directory = keys_dir or default_keys_dir()
+        keys = list_volume_keys(directory, volume)
+    if not keys:
+        console.print(f"no volume keys in {directory}" + (f" for {volume}" if volume else ""))
+        return
+    current = {k.volume_id: k.key_id for k in keys}  # oldest first: the last one stays
+    table = Table(title=f"volume keys in {directory}", title_justify="left")
+    for col in ("volume", "key id", "created", "current"):
+        table.add_column(col, no_wrap=True)
+    for key in sorted(keys, key=lambda k: (k.volume_id, k.created, k.key_id)):
+        is_current = current[key.volume_id] == key.key_id
+        table.add_row(key.volume_id, key.key_id, key.created, "yes" if is_current else "")
+    # Ids cut short with "…" would be useless to copy: as wide as the table needs.
+    needed = Measurement.get(console, console.options.update(width=10_000), table).maximum
+    Console(highlight=False, width=max(console.width, needed)).print(table)
+
+
+@app.command("volume-create")
+def volume_create(
+    volume: VolumeArg, keys_dir: KeysDirOpt = None, passphrase_file: PassphraseFileOpt = None
+) -> None:
+    """Make a new random key for a data volume; it becomes the volume's current key.
+
+    The key (64 random bytes) is sealed under the keystore passphrase in
+    <keys dir>/volumes/<host>/<dataset>/<key id>.key (0600). The volume's older keys stay
+    in the keystore: a volume already made with one of them still opens only with that.
+
+    Example: campus-provision keys volume-create sgm-a01/card-spending-2025
+    """
+    with user_errors():
+        directory = keys_dir or default_keys_dir()
+        confirm = not list_volume_keys(directory)  # the first key sets the passphrase
+        passphrase = read_passphrase(passphrase_file, confirm=confirm, prompt=KEYSTORE_PROMPT)
+        key = VolumeKeystore(directory, passphrase).create(volume)
+    console.print(f"volume key {key.key_id} created for {key.volume_id}: {key.path}")
+
+
+@escrow_app.command("export")
+def escrow_export(
+    out: Annotated[
+        Path,
+        typer.Argument(
+            help="The bundle to write (0600); keep it apart from the keystore.", show_default=False
+        ),
+    ],
+    keys_dir: KeysDirOpt = None,
+    passphrase_file: PassphraseFileOpt = None,
+    escrow_passphrase_file: EscrowPassphraseFileOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing OUT.")] = False,
+) -> None:
+    """Write every volume key into one recovery bundle, sealed under an escrow passphrase.
+
+    Asks for the keystore passphrase (to open the keys) and then, twice, for the escrow
+    passphrase, unless files give them. The bundle restores lost keys with
+    'campus-provision keys escrow import'.
+
+    Example: campus-provision keys escrow export /media/usb/seoul-volume-keys.escrow
+    """
+    with user_errors():
+        directory = keys_dir or default_keys_dir()
+        # Said before asking for passphrases that would only be thrown away.
+        if out.exists() and not force:
+            raise KeyStoreError(f"{out}: exists already; choose another file or pass --force")
+        if not list_volume_keys(directory):
+            raise KeyStoreError(f"{directory}: no volume keys to escrow")
+        passphrase = read_passphrase(passphrase_file, confirm=False, prompt=KEYSTORE_PROMPT)
+        store = VolumeKeystore(directory, passphrase)
+        store.verify_passphrase()
+        escrow = _read_escrow_passphrase(escrow_passphrase_file, confirm=True)
+        count = export_escrow(store, out, escrow, force=force)
+    console.print(f"{out}: {count} volume keys escrowed (sealed under the escrow passphrase)")
+    console.print("Keep the bundle and its passphrase apart from the keystore and each other.")
+
+
+@escrow_app.command("import")
+def escrow_import(
+    bundle: Annotated[
+        Path,
+        typer.Argument(
+            metavar="FILE",
+            help="An escrow bundle written by 'keys escrow export'.",
+            show_default=False,
+        ),
+    ],
+    keys_dir: KeysDirOpt = None,
+    passphrase_file: PassphraseFileOpt = None,
+    escrow_passphrase_file: EscrowPassphraseFileOpt = None,
+) -> None:
+    """Restore the volume keys the keystore lacks from an escrow bundle.
+
+    Keys already in the keystore stay as they are; a key file holding another key under
+    an escrowed key's id is an error, and then nothing is written. Restored keys are
+    sealed under the keystore passphrase (asked twice when the keystore is empty).
+
+    Example: campus-provision keys escrow import /media/usb/seoul-volume-keys.escrow
+    """
+    with user_errors():
+        directory = keys_dir or default_keys_dir()
+        if not bundle.is_file():
+            raise KeyStoreError(f"{bundle}: no such escrow bundle")
+        escrow = _read_escrow_passphrase(escrow_passphrase_file, confirm=False)
+        confirm = not list_volume_keys(directory)
+        passphrase = read_passphrase(passphrase_file, confirm=confirm, prompt=KEYSTORE_PROMPT)
+        count = import_escrow(bundle, escrow, VolumeKeystore(directory, passphrase))
+    console.print(f"{bundle}: {count} volume keys restored into {directory}")

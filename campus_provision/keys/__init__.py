@@ -1,4 +1,4 @@
-"""Keys on the controller: the campus evidence-signing key (and the volume keystore).
+"""Keys on the controller: the campus evidence-signing key and the volume keystore.
 
 Every secret here is encrypted at rest under a key derived from the operator's
 passphrase (see :mod:`campus_provision.keys.sealed`); nothing in this package logs,
@@ -16,7 +16,9 @@ class KeyStoreError(CampusProvisionError):
     A wrong passphrase; a key file whose authentication tag fails (damaged or tampered
     with); a malformed key file or one of an unknown format; a missing key or public
     key; ``keys init`` over an existing key without ``--force``; a keys directory that
-    other users can open; an empty or too-short passphrase.
+    other users can open; an empty or too-short passphrase, or no source for one; a volume
+    key file found in another volume's directory; an unsafe volume or key id; an escrow
+    bundle that cannot be opened, or whose key clashes with a different key already here.
     """
 
 

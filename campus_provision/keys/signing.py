@@ -91,7 +91,8 @@ def write_public_key(pub: Ed25519PublicKey, path: Path) -> None:
     write_atomic(path, public_key_text(pub).encode("ascii"), 0o644)
 
 
-def _check_passphrase(passphrase: str) -> None:
+def check_passphrase(passphrase: str) -> None:
+    """Refuse a passphrase too short to protect a key (the passphrase is never echoed)."""
     if len(passphrase) < MIN_PASSPHRASE:
         # The message states the rule only; the passphrase itself is never echoed.
         raise KeyStoreError(
@@ -99,7 +100,7 @@ def _check_passphrase(passphrase: str) -> None:
         )
 
 
-def _private_dir(keys_dir: Path) -> None:
+def private_dir(keys_dir: Path) -> None:
     """Create ``keys_dir`` 0700, or refuse one that other users can open."""
     if not keys_dir.exists():
         keys_dir.mkdir(parents=True, mode=0o700)
@@ -123,7 +124,7 @@ def init_signing_key(keys_dir: Path, passphrase: str, force: bool = False) -> Pu
     Refuses to replace an existing key unless ``force``; a replaced pair is kept in
     ``retired/`` (evidence it signed verifies only with its own public key).
     """
-    _check_passphrase(passphrase)
+    check_passphrase(passphrase)
     key_file = keys_dir / KEY_FILE
     if key_file.exists() and not force:
         raise KeyStoreError(
@@ -139,7 +140,7 @@ def init_signing_key(keys_dir: Path, passphrase: str, force: bool = False) -> Pu
 def _create(keys_dir: Path, passphrase: str) -> PublicKeyInfo:
     """Write a new key pair (keeping any old one in ``retired/``)."""
     key_file, pub_file = keys_dir / KEY_FILE, keys_dir / PUB_FILE
-    _private_dir(keys_dir)
+    private_dir(keys_dir)
     if key_file.exists():
         _retire(keys_dir)
     private = Ed25519PrivateKey.generate()

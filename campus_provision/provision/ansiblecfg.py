@@ -1,7 +1,8 @@
 """The ansible.cfg a provisioning run writes into its run directory and points Ansible at.
 
 Tuned for many PCs over SSH: pipelining, one multiplexed connection per host kept for a
-minute, forks sized to the host count, our event callback on, retry files off.
+minute, forks sized to the host count, our event callback on, our lookup plugins (the
+volume keystore's ``campus_volume_key``) found, retry files off.
 
 There is no fact subset here: the deprecated ``gather_subset`` setting is gone from the
 configuration (``ansible-config list`` in 2.19 has no such key), so which facts a play
@@ -24,7 +25,10 @@ import yaml
 from campus_provision.errors import ProvisionError
 from campus_provision.paths import roles_dir
 
-PLUGIN_DIR = Path(__file__).resolve().parent.parent / "ansible_plugins" / "callback"
+PLUGINS = Path(__file__).resolve().parent.parent / "ansible_plugins"
+PLUGIN_DIR = PLUGINS / "callback"
+# campus_volume_key: roles read a data volume's key from the controller's keystore.
+LOOKUP_PLUGIN_DIR = PLUGINS / "lookup"
 CALLBACK = "campus_events"
 MAX_FORKS = 25
 # A UNIX socket path has room for 107 bytes; ssh names the socket by a 40-character hash
@@ -104,7 +108,12 @@ def _ini_value(value: object) -> str:
 
 
 def render_ansible_cfg(
-    *, forks: int, roles_path: Path, control_dir: Path, plugin_dir: Path = PLUGIN_DIR
+    *,
+    forks: int,
+    roles_path: Path,
+    control_dir: Path,
+    plugin_dir: Path = PLUGIN_DIR,
+    lookup_plugin_dir: Path = LOOKUP_PLUGIN_DIR,
 ) -> str:
     """The text of ansible.cfg for one run."""
     return "\n".join(
@@ -115,6 +124,7 @@ def render_ansible_cfg(
             f"forks = {forks}",
             f"callback_plugins = {_ini_value(plugin_dir)}",
             f"callbacks_enabled = {CALLBACK}",
+            f"lookup_plugins = {_ini_value(lookup_plugin_dir)}",
             "retry_files_enabled = False",
             "interpreter_python = auto_silent",
             # There is no gather_subset setting any more: see the module docstring.

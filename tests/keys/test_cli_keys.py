@@ -7,30 +7,20 @@ from pathlib import Path
 
 import pytest
 from click.testing import Result
-from typer.testing import CliRunner
 
-from campus_provision.cli import app
 from campus_provision.keys.signing import KEY_FILE, PUB_FILE, fingerprint, load_public_key
+from tests.keys.conftest import PASSPHRASE
 
-PASSPHRASE = "correct horse battery staple"  # noqa: S105 - a test fixture
-COMMANDS = [["keys", "init"], ["keys", "show"], ["keys", "check"], ["keys", "export-pubkey"]]
-
-
-@pytest.fixture(autouse=True)
-def _no_ambient_keys(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test may see the machine's own keys directory or passphrase."""
-    monkeypatch.delenv("CAMPUS_KEYSTORE_PASSPHRASE", raising=False)
-    monkeypatch.setenv("CAMPUS_KEYS_DIR", str(tmp_path / "default-keys"))
-
-
-@pytest.fixture
-def cli() -> Callable[..., Result]:
-    runner = CliRunner()
-
-    def run(*args: object, input: str | None = None, env: dict[str, str] | None = None) -> Result:
-        return runner.invoke(app, [str(a) for a in args], input=input, env=env)
-
-    return run
+COMMANDS = [
+    ["keys", "init"],
+    ["keys", "show"],
+    ["keys", "check"],
+    ["keys", "export-pubkey"],
+    ["keys", "volumes"],
+    ["keys", "volume-create"],
+    ["keys", "escrow", "export"],
+    ["keys", "escrow", "import"],
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
@@ -117,6 +107,9 @@ def test_the_passphrase_file_wins_over_the_environment(
         ).exit_code
         == 0
     )
+    # The file named by $CAMPUS_KEYSTORE_PASSPHRASE_FILE wins over $CAMPUS_KEYSTORE_PASSPHRASE.
+    env["CAMPUS_KEYSTORE_PASSPHRASE_FILE"] = str(secret)
+    assert cli("keys", "check", "--keys-dir", keys, env=env).exit_code == 0
 
 
 def test_init_prompts_twice_with_hidden_input(tmp_path: Path, cli: Callable[..., Result]) -> None:

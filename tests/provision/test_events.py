@@ -10,12 +10,13 @@ import pytest
 from campus_provision.ansible_plugins.callback.campus_events import failure_message
 from campus_provision.errors import ProvisionError
 from campus_provision.provision.ansiblecfg import (
+    LOOKUP_PLUGIN_DIR,
     forks_for,
     inventory_hosts,
     render_ansible_cfg,
 )
 from campus_provision.provision.events import Event, EventTail, parse_event
-from campus_provision.provision.runner import last_error, summarize
+from campus_provision.provision.runner import _environment, last_error, summarize
 
 
 def test_parse_event_reads_what_the_callback_writes() -> None:
@@ -135,6 +136,21 @@ def test_ansible_cfg_escapes_percent_and_refuses_line_breaks() -> None:
     assert "roles_path = /x/100%%/roles" in cfg.splitlines()
     with pytest.raises(ProvisionError, match="line break"):
         render_ansible_cfg(forks=2, roles_path=Path("/x\n[defaults]"), control_dir=Path("/c"))
+
+
+def test_runs_find_the_keystore_lookup_and_the_keystore_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = render_ansible_cfg(forks=2, roles_path=Path("/r"), control_dir=Path("/c"))
+    assert f"lookup_plugins = {LOOKUP_PLUGIN_DIR}" in cfg.splitlines()
+    assert (LOOKUP_PLUGIN_DIR / "campus_volume_key.py").is_file()
+    monkeypatch.setenv("CAMPUS_KEYS_DIR", "/srv/keys")
+    monkeypatch.setenv("CAMPUS_KEYSTORE_PASSPHRASE_FILE", "/run/secrets/keystore")
+    monkeypatch.setenv("ANSIBLE_LOOKUP_PLUGINS", "/elsewhere")
+    env = _environment(tmp_path / "ansible.cfg", tmp_path)
+    assert env["CAMPUS_KEYS_DIR"] == "/srv/keys"
+    assert env["CAMPUS_KEYSTORE_PASSPHRASE_FILE"] == "/run/secrets/keystore"  # noqa: S105 - a path
+    assert "ANSIBLE_LOOKUP_PLUGINS" not in env  # the generated ansible.cfg decides
 
 
 def test_last_error_finds_ansibles_error_line(tmp_path: Path) -> None:

@@ -1,0 +1,1 @@
+"""Lookup plugins, named in the generated ansible.cfg's ``lookup_plugins``."""
