@@ -36,6 +36,13 @@ MAX_FORKS = 25
 # That rules out $TMPDIR (which may be long) and the run directory.
 CONTROL_DIR_PARENT = Path("/tmp")  # noqa: S108  # checked: ours, a directory, mode 0700
 CONTROL_PERSIST = "60s"
+# A PC that dies or loses its cable mid-task sends nothing more: without keepalives ssh
+# (and the task) would wait for TCP to give up, which takes a quarter of an hour. With
+# them, ssh gives up after 3 unanswered probes 10 s apart and Ansible marks the host
+# unreachable, while the other PCs go on.
+SERVER_ALIVE = "-o ServerAliveInterval=10 -o ServerAliveCountMax=3"
+# Seconds to wait for a host's SSH to answer at all (Ansible's default is 10).
+CONNECT_TIMEOUT = 20
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -135,7 +142,8 @@ def render_ansible_cfg(
             "pipelining = True",
             # No -C: compression costs CPU on both ends and buys nothing on a campus LAN.
             # Host key checking is left to the inventory's ssh arguments and ssh config.
-            f"ssh_args = -o ControlMaster=auto -o ControlPersist={CONTROL_PERSIST}",
+            f"ssh_args = -o ControlMaster=auto -o ControlPersist={CONTROL_PERSIST} {SERVER_ALIVE}",
+            f"timeout = {CONNECT_TIMEOUT}",
             f"control_path_dir = {_ini_value(control_dir)}",
             "",
         ]

@@ -303,6 +303,7 @@ def test_the_generated_ansible_cfg(full: Observed) -> None:
     ):
         assert line in cfg.splitlines(), line
     assert "ControlMaster=auto" in cfg and "ControlPersist=60s" in cfg
+    assert "ServerAliveInterval=10 -o ServerAliveCountMax=3" in cfg
     control_dir = next(
         ln.split("=", 1)[1].strip() for ln in cfg.splitlines() if ln.startswith("control_path_dir")
     )
