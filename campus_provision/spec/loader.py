@@ -10,6 +10,7 @@ import difflib
 import re
 import types
 import typing
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,10 @@ MAX_SPEC_BYTES = 8 * 1024 * 1024
 # Bounds what aliases may expand to, so an alias bomb fails fast instead of eating memory.
 MAX_EXPANDED_NODES = 1_000_000
 MAX_REPORTED_ISSUES = 50
+# No number in a campus spec needs more characters than this. Longer integers cost
+# quadratic time to read (base 60: 1:59:59:...) or cannot be printed in a message
+# (over 4,300 digits), so they are refused before PyYAML reads them.
+MAX_NUMBER_CHARS = 100
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _KEY_LINE_RE = re.compile(
@@ -126,7 +131,7 @@ def _parse(text: str, path: Path) -> tuple[object, int, dict[PathKey, int]]:
     finally:
         loader.dispose()
     if builder.issues:
-        raise SpecError(builder.issues)
+        raise SpecError(_capped(builder.issues, builder.issue_count))
     return raw, node.start_mark.line + 1, builder.lines
 
 
@@ -150,6 +155,26 @@ _STR = "tag:yaml.org,2002:str"
 _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
 _MERGE = "tag:yaml.org,2002:merge"
+_INT = "tag:yaml.org,2002:int"
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_KINDS = {
+    _INT: "an integer",
+    "tag:yaml.org,2002:float": "a number",
+    "tag:yaml.org,2002:bool": "true or false",
+    _TIMESTAMP: "a date",
+}
+
+
+def _unreadable(node: yaml.Node, exc: Exception) -> str:
+    """Why PyYAML could not read ``node`` as the type its tag (or its look) says."""
+    if not isinstance(node, yaml.ScalarNode):
+        return f"a value inside this {node.tag.rsplit(':', 1)[-1]} cannot be read: {exc}"
+    text = node.value if len(node.value) <= 40 else node.value[:37] + "..."
+    kind = _KINDS.get(node.tag, f"a {node.tag} value")
+    # datetime says what is wrong with a date ("month must be in 1..12"); the rest
+    # of PyYAML's messages name its internals, so only dates keep theirs.
+    reason = f" ({exc})" if node.tag == _TIMESTAMP and isinstance(exc, ValueError) else ""
+    return f"{text!r} is not {kind}{reason}"
 
 
 class _Builder:
@@ -164,6 +189,7 @@ class _Builder:
         self.file = file
         self.lines: dict[PathKey, int] = {}
         self.issues: list[SpecIssue] = []
+        self.issue_count = 0
         self.expanded = 0
         self.memo: dict[int, tuple[object, int]] = {}
 
@@ -185,7 +211,7 @@ class _Builder:
         self._count(1, node)
         value: object
         if isinstance(node, yaml.ScalarNode):
-            return node.value if node.tag == _STR else self.loader.construct_object(node)
+            return node.value if node.tag == _STR else self._scalar(node, path)
         if isinstance(node, yaml.MappingNode) and node.tag == _MAP:
             mapping: dict[object, object] = {}
             self.memo[id(node)] = (mapping, 1)
@@ -197,9 +223,40 @@ class _Builder:
             items.extend(self.build(item, (*path, str(i))) for i, item in enumerate(node.value))
             value = items
         else:  # other tags (!!set, !!omap, !!binary...): PyYAML's safe constructors
-            value = self.loader.construct_object(node, deep=True)
+            value = self._construct(node, path, deep=True)
         self.memo[id(node)] = (value, self.expanded - start)
         return value
+
+    def _issue(self, line: int, field: str, message: str) -> None:
+        # 8 MiB of "a: 1" lines is 1.6 million duplicate keys: keep the first few only.
+        self.issue_count += 1
+        if len(self.issues) < MAX_REPORTED_ISSUES:
+            self.issues.append(SpecIssue(self.file, line, field, message))
+
+    def _scalar(self, node: yaml.ScalarNode, path: PathKey) -> object:
+        if node.tag == _INT and len(node.value) > MAX_NUMBER_CHARS:
+            shown = node.value[:20] + "..."
+            self._issue(
+                node.start_mark.line + 1, _dotted(path),
+                f"the number {shown} has {len(node.value)} characters; "
+                f"a campus spec needs at most {MAX_NUMBER_CHARS}",
+            )  # fmt: skip
+            return node.value
+        return self._construct(node, path)
+
+    def _construct(self, node: yaml.Node, path: PathKey, deep: bool = False) -> object:
+        """PyYAML's safe constructor for ``node``; a value it cannot read is an issue.
+
+        Its constructors raise plain ValueError, KeyError or AttributeError for a
+        date that does not exist (2027-02-30) or an explicit tag on text that is not
+        of that type (!!int abc, !!bool maybe); those become located issues, and the
+        text stands in for the value so that the rest of the file is still checked.
+        """
+        try:
+            return self.loader.construct_object(node, deep=deep)
+        except (ValueError, LookupError, AttributeError, TypeError, OverflowError) as exc:
+            self._issue(node.start_mark.line + 1, _dotted(path), _unreadable(node, exc))
+            return node.value if isinstance(node, yaml.ScalarNode) else None
 
     def _mapping(self, node: yaml.MappingNode, path: PathKey, out: dict[object, object]) -> None:
         seen: dict[object, int] = {}
@@ -213,21 +270,14 @@ class _Builder:
                 key = (
                     key_node.value
                     if key_node.tag == _STR
-                    else self.loader.construct_object(key_node)
+                    else self._scalar(key_node, (*path, key_node.value))
                 )
             else:
-                self.issues.append(
-                    SpecIssue(self.file, line, _dotted(path), "a key must be a plain value")
-                )
+                self._issue(line, _dotted(path), "a key must be a plain value")
                 continue
             if key in seen:
-                self.issues.append(
-                    SpecIssue(
-                        self.file,
-                        line,
-                        _dotted((*path, str(key))),
-                        f"duplicate key (first at line {seen[key]})",
-                    )
+                self._issue(
+                    line, _dotted((*path, str(key))), f"duplicate key (first at line {seen[key]})"
                 )
                 continue
             seen[key] = line
@@ -240,9 +290,7 @@ class _Builder:
             for source in sources:
                 if not isinstance(source, dict):
                     line = merge_node.start_mark.line + 1
-                    self.issues.append(
-                        SpecIssue(self.file, line, _dotted(path), "<< needs a mapping")
-                    )
+                    self._issue(line, _dotted(path), "<< needs a mapping")
                     continue
                 for k, v in source.items():
                     out.setdefault(k, v)
@@ -265,16 +313,27 @@ def _validation_issues(
     exc: ValidationError, lines: dict[PathKey, int], path: Path
 ) -> list[SpecIssue]:
     errors = exc.errors(include_url=False)
-    missing = {tuple(e["loc"]) for e in errors if e["type"] == "missing"}
+    # The missing fields of each model, by its location (a dict: a spec with aliases can
+    # have a million unknown keys to compare with them).
+    missing: dict[tuple[str | int, ...], list[str]] = {}
+    for err in errors:
+        if err["type"] == "missing" and err["loc"]:
+            missing.setdefault(tuple(err["loc"][:-1]), []).append(str(err["loc"][-1]))
+    unknown = Counter(tuple(e["loc"][:-1]) for e in errors if e["type"] == "extra_forbidden")
     # A misspelt required key shows up twice: unknown here, missing there. Say it once.
+    # (Only for a few unknown keys in a mapping, not thousands: difflib is slow.)
     folded: set[tuple[str | int, ...]] = set()
     for err in errors:
         loc = tuple(err["loc"])
         if err["type"] == "extra_forbidden" and loc:
-            siblings = [str(m[-1]) for m in missing if m[:-1] == loc[:-1]]
+            siblings = missing.get(loc[:-1])
+            if not siblings or unknown[loc[:-1]] > MAX_REPORTED_ISSUES:
+                continue
             close = difflib.get_close_matches(str(loc[-1]), siblings, n=1)
             if close:
                 folded.add((*loc[:-1], close[0]))
+    # A few lines of YAML can hold a million wrong values through aliases; wording each
+    # takes far longer than the check. Word the first ones and count the rest.
     issues: list[SpecIssue] = []
     for err in errors:
         if err["type"] == "missing" and tuple(err["loc"]) in folded:
@@ -283,7 +342,22 @@ def _validation_issues(
         is_key = "[key]" in err["loc"]
         message = _message(err, loc, is_key)
         issues.append(SpecIssue(path, _line_for(loc, lines), _dotted(loc), message))
-    return issues
+        if len(issues) == MAX_REPORTED_ISSUES:
+            break
+    return _capped(issues, len(errors) - len(folded))
+
+
+def _capped(issues: list[SpecIssue], total: int) -> list[SpecIssue]:
+    """The first issues, the last of them counting the ``total`` found but not listed."""
+    if total <= MAX_REPORTED_ISSUES:
+        return issues
+    last = issues[MAX_REPORTED_ISSUES - 1]
+    rest = total - MAX_REPORTED_ISSUES
+    message = f"one more problem here and {rest:,} elsewhere are not listed; fix these first"
+    return [
+        *issues[: MAX_REPORTED_ISSUES - 1],
+        SpecIssue(last.file, last.line, last.field, message),
+    ]
 
 
 def _message(err: Any, loc: tuple[str | int, ...], is_key: bool) -> str:

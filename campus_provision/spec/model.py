@@ -20,6 +20,9 @@ from campus_provision.spec.software import SoftwareProfile
 from campus_provision.spec.types import SPEC_MODEL_CONFIG, Name, Tier
 
 Path = tuple[str | int, ...]
+# Groups of up to 20,000 PCs each are allowed, but not without end: a 20-line spec must
+# not make the loader build millions of PCs (about 0.5 KiB each) to check them.
+MAX_CAMPUS_PCS = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,11 +139,13 @@ class _Rules:
     def __init__(self, campus: Campus) -> None:
         self.c = campus
         self.problems: list[tuple[Path, str]] = []
+        self.too_many_pcs = False
 
     def add(self, path: Path, message: str) -> None:
         self.problems.append((path, message))
 
     def run(self) -> list[tuple[Path, str]]:
+        self.size()
         self.networks()
         self.references()
         if not self.problems:
@@ -155,6 +160,21 @@ class _Rules:
     @staticmethod
     def _where(path: Path) -> str:
         return ".".join(str(p) for p in path)
+
+    def size(self) -> None:
+        total = 0
+        for site_name, site in self.c.sites.items():
+            for i, group in enumerate(site.workstation_groups):
+                total += len(group.hosts) if group.hosts is not None else group.count or 0
+                if total > MAX_CAMPUS_PCS:
+                    field = "hosts" if group.hosts is not None else "count"
+                    self.add(
+                        ("sites", site_name, "workstation_groups", i, field),
+                        f"this group brings the campus to {total:,} PCs, over the limit of "
+                        f"{MAX_CAMPUS_PCS:,}",
+                    )
+                    self.too_many_pcs = True
+                    return
 
     def networks(self) -> None:
         seen: list[tuple[IPv4Network, Path]] = [
@@ -408,13 +428,12 @@ class _Rules:
 
     def controls(self) -> None:
         known = load_catalogue().ids()
-        hostnames = {w.hostname for w in self.c.workstations} | {
-            s.hostname for s in self.c.services
-        }
+        pcs = () if self.too_many_pcs else self.c.workstations
+        hostnames = {w.hostname for w in pcs} | {s.hostname for s in self.c.services}
         for i, waiver in enumerate(self.c.controls.waivers):
             path: Path = ("controls", "waivers", i)
             if waiver.control not in known:
                 self.add((*path, "control"), f"no control '{waiver.control}' in the catalogue")
             for j, host in enumerate(waiver.hosts):
-                if host not in hostnames:
+                if host not in hostnames and not self.too_many_pcs:
                     self.add((*path, "hosts", j), f"no host '{host}' in this campus")

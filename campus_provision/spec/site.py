@@ -20,6 +20,7 @@ from campus_provision.spec.types import (
 
 _PATTERN_RE = re.compile(r"^[a-z0-9-]*\{n(?::0?[1-9]d)?\}[a-z0-9-]*$")
 MAX_GROUP_COUNT = 20_000
+_LAST_IPV4 = 2**32 - 1
 
 
 def _check_hostname_pattern(value: str) -> str:
@@ -89,8 +90,15 @@ class WorkstationGroup(BaseModel):
         if self.hosts is not None:
             if any(v is not None for v in generated):
                 raise ValueError("give either hosts, or count with hostname and first_ip; not both")
-        elif any(v is None for v in generated):
+            return self
+        if self.count is None or self.hostname is None or self.first_ip is None:
             raise ValueError("give count, hostname and first_ip together (or list hosts instead)")
+        # Checked here, not with the network rules: expanding such a group would fail.
+        if int(self.first_ip) + self.count - 1 > _LAST_IPV4:
+            raise ValueError(
+                f"{self.count} PCs from {self.first_ip} run past 255.255.255.255, the last "
+                "IPv4 address"
+            )
         return self
 
 
