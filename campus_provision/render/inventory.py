@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from campus_provision.perf import gc_paused
-from campus_provision.spec.model import Campus, Workstation
+from campus_provision.spec.model import Campus, Workstation, ansible_group
 from campus_provision.spec.services import Service
 
 HEADER = (
@@ -34,8 +34,11 @@ TIERS = ("open", "restricted", "confidential")
 
 
 def group(*parts: str) -> str:
-    """An Ansible group name from spec names ('-' is not valid in group names)."""
-    return "_".join(p.replace("-", "_") for p in parts)
+    """An Ansible group name from spec names ('-' is not valid in group names).
+
+    The spec's rules refuse names that would make two rooms one group.
+    """
+    return ansible_group(*parts)
 
 
 @dataclass(frozen=True)

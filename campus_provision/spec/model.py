@@ -133,6 +133,11 @@ def _expand_all(campus: Campus) -> list[Workstation]:
     return out
 
 
+def ansible_group(*parts: str) -> str:
+    """The Ansible group render makes from spec names ('-' is not valid in group names)."""
+    return "_".join(p.replace("-", "_") for p in parts)
+
+
 class _Rules:
     """Cross-field rules; each problem is reported at the field that must change."""
 
@@ -151,6 +156,7 @@ class _Rules:
         if not self.problems:
             # Host-level rules need valid groups (rooms, address ranges) to mean anything.
             self.hosts()
+        self.group_names()
         self.services()
         self.datasets()
         self.accounts()
@@ -175,6 +181,27 @@ class _Rules:
                     )
                     self.too_many_pcs = True
                     return
+
+    def group_names(self) -> None:
+        """Rooms of different sites must not render to one inventory group.
+
+        Site ``sangam`` with room ``analysis-a`` and site ``sangam-analysis`` with room
+        ``a`` would both be ``room_sangam_analysis_a``: one site's PCs would get the other's
+        services and analysts.
+        """
+        seen: dict[str, tuple[str, str]] = {}
+        for site_name, site in self.c.sites.items():
+            for room in site.rooms:
+                name = ansible_group("room", site_name, room)
+                if name in seen:
+                    other_site, other_room = seen[name]
+                    self.add(
+                        ("sites", site_name, "rooms", room),
+                        f"renders to the inventory group {name}, as room '{other_room}' of "
+                        f"site '{other_site}' does; rename one of them",
+                    )
+                else:
+                    seen[name] = (site_name, room)
 
     def networks(self) -> None:
         seen: list[tuple[IPv4Network, Path]] = [

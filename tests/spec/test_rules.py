@@ -185,3 +185,17 @@ def test_group_needs_either_a_pattern_or_hosts(example_text: str) -> None:
         f"campus.yml:{line_of(text, '- name: gp-kiosk')}: sites.gaepo.workstation_groups.2: "
         "give count, hostname and first_ip together (or list hosts instead)"
     )
+
+
+def test_rooms_of_two_sites_may_not_render_to_one_group(example_text: str) -> None:
+    """Site sangam's room analysis-a and site sangam-analysis's room a: room_sangam_analysis_a."""
+    text = example_text.replace("\n  gaepo:\n", "\n  sangam-analysis:\n")
+    text = text.replace("site: gaepo\n", "site: sangam-analysis\n").replace(
+        ", gaepo]", ", sangam-analysis]"
+    )
+    text = text.replace("\n      lab-1:\n", "\n      a:\n").replace("room: lab-1\n", "room: a\n")
+    assert only_issue(text) == (
+        f"campus.yml:{line_of(text, '      a:')}: sites.sangam-analysis.rooms.a: renders to the "
+        "inventory group room_sangam_analysis_a, as room 'analysis-a' of site 'sangam' does; "
+        "rename one of them"
+    )
