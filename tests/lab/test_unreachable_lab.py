@@ -156,3 +156,34 @@ def test_package_work_left_half_way_is_finished_first(lab: Lab, tmp_path: Path) 
         lab.paths, pc, "dpkg --audit; dpkg-query -W -f '${db:Status-Abbrev}' python3-pandas"
     )
     assert audit.stdout.strip() == "hi", audit.stdout  # held, installed: nothing half way
+
+
+def test_a_pc_whose_cable_is_pulled_mid_run_is_named_within_the_keepalive(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """No FIN, no RST: only ssh's keepalives notice. The run must not hang on the PC."""
+    env = {**os.environ, "COLUMNS": "200"}
+    run_dir = tmp_path / "cut"
+    with subprocess.Popen(command(lab, run_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, env=env) as proc:  # fmt: skip
+        wait_for_task(run_dir / "events.jsonl", "campus_egress", proc, RUN_TIMEOUT)
+        cut = time.monotonic()
+        control.set_link(lab.paths, VICTIM, up=False)
+        try:
+            out, _ = proc.communicate(timeout=RUN_TIMEOUT)
+        finally:
+            control.set_link(lab.paths, VICTIM, up=True)
+    ended = time.monotonic() - cut
+    assert proc.returncode == 1, out
+    hosts = summary(run_dir)
+    assert hosts[VICTIM]["unreachable"] == 1, hosts
+    assert hosts["sgm-a01"]["failed"] == 0 and hosts["sgm-a01"]["unreachable"] == 0, hosts
+    # 3 keepalives 10 s apart, plus the rest of the play on the other PC.
+    assert ended < 180, f"the run took {ended:.0f} s after the cable was pulled"
+    print(f"cable pulled on {VICTIM}; the run ended {ended:.0f} s later")
+    again = subprocess.run(command(lab, tmp_path / "again"), capture_output=True, text=True,
+                           env=env, timeout=RUN_TIMEOUT, check=False)  # fmt: skip
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert {h["host"]: h["changed"] for h in summary(tmp_path / "again").values()} == dict.fromkeys(
+        PCS, 0
+    )
