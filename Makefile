@@ -55,9 +55,10 @@ test-fast: setup
 	$(BIN)/pytest -n 2 -m "not lab" $(PYTEST_ARGS)
 
 lint: setup
-	$(BIN)/ruff check campus_provision tests bench
-	$(BIN)/ruff format --check campus_provision tests bench
+	$(BIN)/ruff check campus_provision tests bench roles/campus_data_volume/library
+	$(BIN)/ruff format --check campus_provision tests bench roles/campus_data_volume/library
 	$(BIN)/mypy
+	$(BIN)/mypy --strict roles/campus_data_volume/library
 	$(BIN)/yamllint --strict .
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/ansible-lint --profile production
 

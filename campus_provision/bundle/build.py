@@ -50,6 +50,8 @@ ROLE_PACKAGES: tuple[str, ...] = (
     "nftables",
     "auditd",
     "cryptsetup",
+    "fdisk",  # sfdisk: campus_data_volume partitions the data disk
+    "acl",  # setfacl: campus_data_volume gives the reader groups read access
     "chrony",
     "rsyslog",
     "python3-apt",

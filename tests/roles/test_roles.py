@@ -83,3 +83,8 @@ def test_the_mirror_refuses_before_it_copies() -> None:
     main = _yaml(roles_dir() / "campus_mirror" / "tasks" / "main.yml")
     order = [t["ansible.builtin.import_tasks"] for t in main]
     assert order.index("verify.yml") < order.index("publish.yml") < order.index("nginx.yml")
+
+
+def test_every_pc_role_is_in_the_workstations_play() -> None:
+    plays = _yaml(playbooks_dir() / "workstations.yml")
+    assert [r["role"] for r in plays[0]["roles"]] == list(PC_ORDER)
