@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # Host packages the lab needs (namespaces, containers, VMs, image building).
 LAB_PACKAGES := debootstrap systemd-container iproute2 netcat-openbsd openssh-client \
 	qemu-system-x86 qemu-utils grub-pc-bin grub-common dosfstools fdisk e2fsprogs chromium \
-	apt-utils gpg gpgv
+	apt-utils gpg gpgv cryptsetup-bin
 
 .PHONY: help setup lab-deps test test-fast test-lab lint fmt bench demo render clean lab-down lab-up
 
