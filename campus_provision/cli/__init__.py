@@ -21,6 +21,7 @@ from campus_provision.cli import (
     spec,
     validate,
     verify,
+    volumes,
 )
 
 app = typer.Typer(
@@ -63,6 +64,7 @@ app.add_typer(lab.app, name="lab")
 app.add_typer(keys.app, name="keys")
 app.add_typer(report.app, name="report")
 app.add_typer(bundle.app, name="bundle")
+app.add_typer(volumes.app, name="volumes")
 
 
 def main() -> None:
