@@ -175,6 +175,13 @@ def wait_ready(paths: LabPaths, host: LabHost, timeout: float) -> float:
     raise LabError(f"{host.name}: no SSH after {timeout:.0f} s; see {console}")
 
 
+LAB_VOLUME_VARS: dict[str, Any] = {
+    "campus_data_volume_pbkdf_memory": 32768,
+    "campus_data_volume_pbkdf_force_iterations": 4,
+    "campus_data_volume_shrink_to_fit": True,
+}
+
+
 def _connection_vars(paths: LabPaths) -> dict[str, Any]:
     return {
         # The lab may log in as any admin once root login is off (campus_accounts).
@@ -184,6 +191,10 @@ def _connection_vars(paths: LabPaths) -> dict[str, Any]:
         "ansible_python_interpreter": "/usr/bin/python3",
         # The internet stand-in: what egress checks try to reach, and must not.
         "campus_lab_outside": str(OUTSIDE_HOST),
+        # A lab VM has 768 MiB and a 512 MiB data disk, under TCG: argon2id at 32 MiB with
+        # a fixed time cost (no benchmark), and partitions shrunk to fit the small disk.
+        # The campus defaults (1 GiB, 2 s) stand everywhere else; VOL-01 holds either way.
+        **LAB_VOLUME_VARS,
     }
 
 

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from campus_provision.errors import LabError
+from campus_provision.lab.control import LAB_VOLUME_VARS
 from campus_provision.lab.plan import (
     ADMIN_SUBNET,
     VM_DATA_DISK,
@@ -20,7 +21,7 @@ from campus_provision.lab.state import LabPaths
 from campus_provision.render import render_files
 from campus_provision.spec import load_spec
 from campus_provision.spec.loader import load_spec_bytes
-from tests.conftest import EXAMPLE
+from tests.conftest import EXAMPLE, ROOT
 
 LAB = IPv4Network("10.254.0.0/16")
 
@@ -106,3 +107,15 @@ def test_a_port_a_role_serves_gets_no_stand_in() -> None:
     campus = load_spec_bytes(text.encode(), EXAMPLE)
     infra = [s for s in standins(campus) if s.host == "sgm-infra"]
     assert infra == [Standin("sgm-infra", ("sangam-dns",), (), (53,))]
+
+
+def test_lab_volume_overrides_are_role_variables_of_the_right_type() -> None:
+    """The lab's cheap-KDF overrides name real campus_data_volume options, typed right."""
+    specs = yaml.safe_load(
+        (ROOT / "roles/campus_data_volume/meta/argument_specs.yml").read_text(encoding="utf-8")
+    )["argument_specs"]["main"]["options"]
+    types = {"int": int, "bool": bool}
+    for name, value in LAB_VOLUME_VARS.items():
+        assert name in specs, name
+        assert type(value) is types[specs[name]["type"]], name
+    assert LAB_VOLUME_VARS["campus_data_volume_pbkdf_memory"] < 1048576  # cheaper than campus
