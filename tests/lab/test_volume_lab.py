@@ -154,15 +154,15 @@ def _changed_tasks(run: RunResult) -> list[str]:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     require_lab()
-    tmp = tmp_path_factory.mktemp("cpl")
-    paths = lab_paths("cpl")
+    tmp = tmp_path_factory.mktemp("cpj")
+    paths = lab_paths("cpj")
     control.down(paths)
     started = time.monotonic()
     saved = {k: os.environ.get(k) for k in ("CAMPUS_KEYS_DIR", "CAMPUS_KEYSTORE_PASSPHRASE_FILE")}
     try:
         result = control.up(small_spec(tmp), paths, per_site=1, driver="qemu",
                             sites=["sangam"], mirror=True, progress=print)  # fmt: skip
-        print(f"lab cpl up in {time.monotonic() - started:.0f} s")
+        print(f"lab cpj up in {time.monotonic() - started:.0f} s")
         record = read_record(paths) or {}
         group_vars = paths.inventory / "group_vars" / f"{VM_GROUP}.yml"
         datasets = yaml.safe_load(group_vars.read_text(encoding="utf-8"))["campus_host_datasets"]
