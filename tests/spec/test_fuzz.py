@@ -2,6 +2,8 @@
 
 Every SpecError line reads ``FILE:LINE: field: message`` with LINE inside the file. The
 examples are derandomized and the database is off, so CI runs the same inputs each time.
+The bounds on slow inputs are on this process's CPU time, not the wall clock: a loaded
+machine (lab VMs beside the tests) must not fail them, a quadratic loader still does.
 """
 
 from __future__ import annotations
@@ -146,9 +148,9 @@ def test_alias_bombs_are_refused_fast(levels: int, width: int) -> None:
     lines = ["a0: &a0 [x]"]
     for i in range(1, levels + 1):
         lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * width) + "]")
-    start = time.perf_counter()
+    start = time.process_time()
     load_or_spec_error(("\n".join(lines) + "\n").encode())
-    assert time.perf_counter() - start < 20
+    assert time.process_time() - start < 20
 
 
 @fuzz(80)
@@ -309,10 +311,10 @@ def test_a_huge_hex_count_is_refused_not_a_crash(example_text: str) -> None:
 def test_a_long_base_60_number_is_refused_in_linear_time() -> None:
     # 1:59:59:... is an integer in YAML 1.1; PyYAML reads it in quadratic time
     # (7.5 s for these 300 KB, hours for 8 MiB).
-    start = time.perf_counter()
+    start = time.process_time()
     with pytest.raises(SpecError, match="has 300001 characters"):
         load_spec_bytes(b"a: 1" + b":59" * 100_000 + b"\n", F)
-    assert time.perf_counter() - start < 2
+    assert time.process_time() - start < 2
 
 
 def test_a_group_running_past_the_last_ipv4_address_is_located(example_text: str) -> None:
@@ -331,10 +333,10 @@ def test_many_big_groups_are_refused_before_they_are_expanded() -> None:
     groups = doc["sites"]["sangam"]["workstation_groups"]
     for i in range(50):
         groups.append({**groups[0], "name": f"big{i}", "count": 20_000, "hostname": f"b{i}-{{n}}"})
-    start = time.perf_counter()
+    start = time.process_time()
     with pytest.raises(SpecError) as exc:
         load_spec_bytes(dump(doc), F)
-    assert time.perf_counter() - start < 5
+    assert time.process_time() - start < 5
     (line,) = exc.value.lines()
     assert re.fullmatch(
         r"specs/campus\.yml:[0-9]+: sites\.sangam\.workstation_groups\.9\.count: this group "
@@ -348,10 +350,10 @@ def test_a_million_wrong_values_through_aliases_are_counted_not_listed() -> None
     n = 990
     text = "x: &a [" + ",".join(["A"] * n) + "]\ny: &d {readers: *a}\n"
     text += "datasets: [" + ",".join(["*d"] * n) + "]\n"
-    start = time.perf_counter()
+    start = time.process_time()
     with pytest.raises(SpecError) as exc:
         load_spec_bytes(text.encode(), F)
-    assert time.perf_counter() - start < 20
+    assert time.process_time() - start < 20
     assert len(exc.value.issues) == MAX_REPORTED_ISSUES
     assert "one more problem here and 986,986 elsewhere are not listed" in str(exc.value)
 
@@ -361,7 +363,7 @@ def test_many_unknown_keys_do_not_each_get_a_spelling_hint() -> None:
     n = 990
     text = "x: &a {" + ",".join(f"k{i}: 1" for i in range(n)) + "}\n"
     text += "datasets: [" + ",".join(["*a"] * n) + "]\n"
-    start = time.perf_counter()
+    start = time.process_time()
     with pytest.raises(SpecError):
         load_spec_bytes(text.encode(), F)
-    assert time.perf_counter() - start < 20
+    assert time.process_time() - start < 20
