@@ -21,7 +21,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from campus_provision import __version__
 from campus_provision.paths import templates_dir
-from campus_provision.spec.controls import Catalogue, Control, load_catalogue
+from campus_provision.spec.controls import Catalogue, Control, SatreStatement, load_catalogue
 from campus_provision.verify.results import STATUSES, ControlResult, RunResults, Status, Waiver
 
 MAX_EVIDENCE_CHARS = 20_000
@@ -86,6 +86,18 @@ def anchor(host: str, control: str) -> str:
 
 
 @dataclass(frozen=True)
+class SatreRow:
+    """A SATRE statement the catalogue's controls serve, with those controls."""
+
+    id: str
+    pillar: str
+    capability: str
+    importance: str
+    summary: str  # a paraphrase of the statement, not its text
+    controls: list[str]
+
+
+@dataclass(frozen=True)
 class ControlView:
     """A matrix column and a legend row."""
 
@@ -95,7 +107,8 @@ class ControlView:
     severity: str
     role: str
     rationale: str
-    satre: list[str]
+    satre: list[SatreStatement]
+    satre_none_reason: str
     known: bool  # in the catalogue
     in_run: bool = True
 
@@ -143,8 +156,8 @@ class HostView:
         return sum(self.counts.get(s, 0) for s in ATTENTION)
 
 
-def _control_view(cid: str, catalogue: dict[str, Control]) -> ControlView:
-    c = catalogue.get(cid)
+def _control_view(cid: str, catalogue: Catalogue, by_id: dict[str, Control]) -> ControlView:
+    c = by_id.get(cid)
     if c is None:
         return ControlView(
             id=cid,
@@ -154,6 +167,7 @@ def _control_view(cid: str, catalogue: dict[str, Control]) -> ControlView:
             role="?",
             rationale="",
             satre=[],
+            satre_none_reason="",
             known=False,
         )
     return ControlView(
@@ -163,9 +177,27 @@ def _control_view(cid: str, catalogue: dict[str, Control]) -> ControlView:
         severity=c.severity,
         role=c.role,
         rationale=c.rationale,
-        satre=list(c.satre),
+        satre=catalogue.statements(c),
+        satre_none_reason=c.satre_none_reason or "",
         known=True,
     )
+
+
+def _satre_rows(catalogue: Catalogue) -> list[SatreRow]:
+    """The statements the catalogue's controls serve, by ID, each with its controls."""
+    served: dict[str, list[str]] = {}
+    for c in catalogue.controls:
+        for ref in c.satre:
+            served.setdefault(ref, []).append(c.id)
+    return [
+        SatreRow(s.id, s.pillar, s.capability, s.importance, s.summary, served[s.id])
+        for s in sorted(catalogue.satre.statements, key=lambda s: _id_key(s.id))
+        if s.id in served
+    ]
+
+
+def _id_key(satre_id: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in satre_id.split("."))
 
 
 def _result_view(r: ControlResult | None, host: str, control: ControlView) -> ResultView:
@@ -223,6 +255,9 @@ class ReportView:
     key_fingerprint: str | None
     created: str | None
     legend: list[ControlView]
+    satre_version: str
+    satre_source: str  # repository, file and commit the statements were read from
+    satre_rows: list[SatreRow]
 
 
 def _duration(started: str, finished: str) -> str:
@@ -244,9 +279,10 @@ def build_view(
     created: str | None = None,
 ) -> ReportView:
     """Sort and count ``results`` for the page: failing hosts and failures first."""
-    cat = {c.id: c for c in (catalogue or load_catalogue()).controls}
+    catalogue = catalogue or load_catalogue()
+    cat = {c.id: c for c in catalogue.controls}
     control_ids = list(dict.fromkeys([*results.controls, *(r.control for r in results.results)]))
-    controls = [_control_view(cid, cat) for cid in control_ids]
+    controls = [_control_view(cid, catalogue, cat) for cid in control_ids]
     host_names = list(dict.fromkeys([*results.hosts, *(r.host for r in results.results)]))
     by_key = {(r.host, r.control): r for r in results.results}
 
@@ -284,8 +320,8 @@ def build_view(
             families.append((c.family, 1))
     in_run = {c.id for c in controls}
     legend = [
-        replace(_control_view(c.id, cat), in_run=c.id in in_run)
-        for c in (catalogue or load_catalogue()).controls
+        replace(_control_view(c.id, catalogue, cat), in_run=c.id in in_run)
+        for c in catalogue.controls
     ]
     legend += [c for c in controls if not c.known]
     return ReportView(
@@ -302,6 +338,12 @@ def build_view(
         key_fingerprint=key_fingerprint,
         created=created,
         legend=legend,
+        satre_version=catalogue.satre.version,
+        satre_source=(
+            f"{catalogue.satre.repository}, {catalogue.satre.path} "
+            f"at commit {catalogue.satre.commit}"
+        ),
+        satre_rows=_satre_rows(catalogue),
     )
 
 

@@ -171,6 +171,35 @@ def test_controls_legend_comes_from_the_catalogue(html: str) -> None:
     assert "(not checked in this run)" in legend  # CP-NET-03 is not in the fixture's run
 
 
+def _text(fragment: str) -> str:
+    """The words of an HTML fragment, tags dropped, as a reader sees them."""
+    return " ".join(re.sub(r"<[^>]+>", " ", fragment).split()).replace(" ,", ",")
+
+
+def test_controls_legend_shows_the_satre_statements_each_control_serves(html: str) -> None:
+    catalogue = load_catalogue()
+    legend = html[html.index('id="controls"') :]
+    rows = dict(re.findall(r'<tr id="control-([A-Z0-9-]+)"[^>]*>(.*?)</tr>', legend, re.S))
+    assert "SATRE 2.2.11, 3.1.12" in _text(rows["CP-NET-01"])
+    for control in catalogue.controls:
+        text = _text(rows[control.id])
+        if control.satre:
+            assert f"SATRE {', '.join(control.satre)}" in text, (control.id, text)
+        else:
+            assert "SATRE: none." in text and "time synchronisation" in _text(rows["CP-TIME-01"])
+    # Each reference links to its statement's row: importance, paraphrase, the controls.
+    statements = legend[legend.index('id="satre"') :]
+    assert f"SATRE v{catalogue.satre.version} statements" in statements
+    assert f"github.com/sa-tre/satre-specification, {catalogue.satre.path}" in statements
+    assert catalogue.satre.commit in statements
+    for statement in catalogue.satre.statements:
+        row = statements[statements.index(f'<tr id="satre-{statement.id}">') :]
+        row = _text(row[: row.index("</tr>")])
+        assert statement.importance in row and statement.summary in row.replace("&#39;", "'")
+    assert 'href="#satre-2.2.11"' in rows["CP-NET-01"]
+    assert 'href="#control-CP-NET-01"' in statements
+
+
 def test_control_characters_are_shown_not_obeyed(html: str) -> None:
     assert "\x1b" not in html
     assert "\\x1b[31mred\\x1b[0m" in html
