@@ -175,6 +175,7 @@ def wait_ready(paths: LabPaths, host: LabHost, timeout: float) -> float:
     raise LabError(f"{host.name}: no SSH after {timeout:.0f} s; see {console}")
 
 
+REMOVE_SECONDS = 1800
 LAB_VOLUME_VARS: dict[str, Any] = {
     "campus_data_volume_pbkdf_memory": 32768,
     "campus_data_volume_pbkdf_force_iterations": 4,
@@ -375,7 +376,9 @@ def down(paths: LabPaths, progress: Progress = _quiet) -> list[str]:
     for machine in Path("/run/systemd/nspawn/propagate").glob(f"{paths.prefix}-*"):
         run(["rm", "-rf", str(machine)], check=False)
     if paths.root.exists():
-        run(["rm", "-rf", "--one-file-system", str(paths.root)])
+        # A provisioned PC's upper layer holds gigabytes (R, Python): on a loaded machine
+        # removing it took over two minutes. Bounded all the same.
+        run(["rm", "-rf", "--one-file-system", str(paths.root)], timeout=REMOVE_SECONDS)
         removed.append(f"directory {paths.root}")
     return removed
 

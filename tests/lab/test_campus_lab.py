@@ -9,7 +9,11 @@ The tests run in file order, like an operator would:
 3. ``verify`` passes every control a container can prove; those that need a kernel of the
    PC's own (USB-01, AUD-01, VOL-*) are "not applicable", never "pass"; the evidence is
    signed and ``report verify`` accepts it;
-4. a second ``provision`` changes nothing on any host.
+4. a second ``provision`` changes nothing on any host;
+5. no secret of the lab's keystore (its passphrase, the evidence-signing key, the archive
+   key) is in anything the runs left behind: run directories, evidence, inventories, the
+   commands' output, the logs and files the runs wrote on the PCs and the mirrors, and the
+   ``ps`` snapshots taken every half second from before the bundle was built to the end.
 """
 
 from __future__ import annotations
@@ -30,12 +34,15 @@ from campus_provision.lab.state import LabPaths
 from campus_provision.verify.results import RunResults
 from tests.conftest import EXAMPLE
 from tests.lab.conftest import VENV_BIN, lab_paths, require_lab
+from tests.leaks import PsSampler, keys_dir_secrets, scan_files
 
 pytestmark = pytest.mark.lab
 PCS = ("sgm-a01", "gp-l1-01")
 # A container shares the host's kernel: module loading, auditd and dm-crypt are not its own.
 KERNEL_CONTROLS = {"CP-USB-01", "CP-AUD-01", "CP-VOL-01", "CP-VOL-02", "CP-VOL-03"}
 PROVISION_TIMEOUT = 2400
+# What the runs write on a host, under its overlay's upper directory (the rest is the image).
+HOST_WRITES = ("etc", "root", "home", "tmp", "var/log", "var/tmp", "var/lib/campus")
 
 
 @dataclass(frozen=True)
@@ -43,14 +50,23 @@ class Lab:
     paths: LabPaths
     result: UpResult
     work: Path
+    ps: PsSampler
 
     def cli(self, *args: str | Path, timeout: float = 900) -> subprocess.CompletedProcess[str]:
         keys = self.paths.state_dir / "keys"
         env = {**os.environ, "COLUMNS": "200", "CAMPUS_KEYS_DIR": str(keys)}
-        return subprocess.run(
+        run = subprocess.run(
             [str(VENV_BIN / "campus-provision"), *map(str, args)],
             capture_output=True, text=True, timeout=timeout, check=False, env=env, cwd=self.work,
         )  # fmt: skip
+        # Kept for the secrets scan: what the operator's terminal showed.
+        output = self.work / "output"
+        output.mkdir(exist_ok=True)
+        (output / f"{len(list(output.iterdir())):02d}-{args[0]}.txt").write_text(
+            f"$ campus-provision {' '.join(map(str, args))}\n{run.stdout}{run.stderr}",
+            encoding="utf-8",
+        )
+        return run
 
     def verify(self, out: Path) -> tuple[subprocess.CompletedProcess[str], RunResults]:
         keys = self.paths.state_dir / "keys"
@@ -71,10 +87,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     require_lab()
     paths = lab_paths("cpx")
     control.down(paths)
-    result = control.up(EXAMPLE, paths, per_site=1, mirror=True, progress=print)
+    sampler = PsSampler().start()  # from before the bundle is built (gpg, the archive key)
     try:
-        yield Lab(paths, result, tmp_path_factory.mktemp("campus"))
+        result = control.up(EXAMPLE, paths, per_site=1, mirror=True, progress=print)
+        yield Lab(paths, result, tmp_path_factory.mktemp("campus"), sampler)
     finally:
+        sampler.stop()
         control.down(paths)
         assert control.leftovers(paths) == []
 
@@ -133,3 +151,21 @@ def test_second_provision_changes_nothing(lab: Lab) -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     changed = {h["host"]: h["changed"] for h in summary["hosts"]}
     assert changed and set(changed.values()) == {0}, changed
+
+
+def test_no_secret_is_in_anything_the_runs_left_behind(lab: Lab) -> None:
+    lab.ps.stop()
+    keys = lab.paths.state_dir / "keys"
+    secrets = keys_dir_secrets(keys, (keys / "passphrase").read_text(encoding="utf-8").strip())
+    assert {"keystore passphrase", "evidence-signing key", "archive key (OpenPGP secret key)"} <= {
+        s.label for s in secrets
+    }
+    hosts = [lab.paths.host_dir(h.name) / "upper" for h in lab.result.plan.hosts]
+    places = [lab.work, lab.paths.inventory, lab.paths.root / "ssh",
+              *(h / sub for h in hosts for sub in HOST_WRITES if (h / sub).exists())]  # fmt: skip
+    assert (lab.work / "output").is_dir() and (lab.work / "first" / "summary.json").is_file()
+    assert any(p.name == "log" for p in places[3:]), "no PC's /var/log was scanned"
+    leaks = [*scan_files(places, secrets), *lab.ps.scan(secrets)]
+    print(f"secrets scan: {len(secrets)} secrets, {len(places)} places, "
+          f"{len(lab.ps.snapshots)} ps snapshots")  # fmt: skip
+    assert leaks == [], [str(leak) for leak in leaks]
