@@ -14,6 +14,7 @@ from campus_provision.keys import KeyStoreError
 from campus_provision.keys.signing import PUB_FILE, default_keys_dir, fingerprint, load_public_key
 from campus_provision.spec.controls import load_catalogue
 from campus_provision.verify.evidence import (
+    RECORDS_SCHEMA,
     EvidenceError,
     read_manifest,
     read_results,
@@ -50,6 +51,26 @@ def _status(status: str) -> str:
 
 def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{LABELS[s].lower()} {n}" for s, n in counts.items() if n)
+
+
+def _records_summary(directory: Path, key_fp: str, signer: str, created: str) -> None:
+    """What ``report verify`` says about a signed volume-records directory."""
+    from campus_provision.volumes.records import read_records  # noqa: PLC0415 - only here
+
+    records = read_records(directory)
+    console.print(
+        f"[green]OK[/green]: {escape(str(directory))}: signature by key {key_fp} "
+        f"({escape(signer)}, {created}) is valid; volume operation records"
+    )
+    results = ", ".join(
+        f"{r} {n}"
+        for r in sorted({x.result for x in records.records})
+        if (n := sum(x.result == r for x in records.records))
+    )
+    console.print(
+        f"{escape(records.campus)}: {escape(records.command)}: {len(records.records)} "
+        f"operations ({results or 'none'})"
+    )
 
 
 @app.command("verify")
@@ -106,6 +127,9 @@ def verify(
         raise typer.Exit(1)
     with user_errors():
         manifest = read_manifest(directory)
+        if manifest.schema == RECORDS_SCHEMA:
+            _records_summary(directory, fingerprint(key), manifest.signer, manifest.created)
+            return
         view = build_view(read_results(directory))
     console.print(
         f"[green]OK[/green]: {escape(str(directory))}: signature by key {fingerprint(key)} "

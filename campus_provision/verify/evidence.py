@@ -51,6 +51,11 @@ MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 SIGNED_FILES = (JUNIT, REPORT, RESULTS)
 """The files the manifest lists (the manifest and its signature are not in it)."""
+RECORDS = "records.json"
+RECORDS_SCHEMA = "campus-provision/volume-records/v1"
+"""A signed directory of volume operation records (see campus_provision.volumes.records)."""
+REQUIRED_FILES = {SCHEMA: SIGNED_FILES, RECORDS_SCHEMA: (RECORDS, REPORT)}
+"""The files each kind of signed directory must list, by manifest schema."""
 EVIDENCE_ROOT = Path("evidence")
 
 
@@ -233,8 +238,7 @@ def write_evidence(
             ) from None
     else:
         junit = junit_from_results(results)
-    pub = signing_key.public_key()
-    fp = fingerprint(pub)
+    fp = fingerprint(signing_key.public_key())
     when = (created or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     created_iso = when.strftime("%Y-%m-%dT%H:%M:%SZ")
     html = render_report(results, signer=signer, key_fingerprint=fp, created=created_iso)
@@ -243,13 +247,46 @@ def write_evidence(
         REPORT: html.encode("utf-8"),
         RESULTS: results.to_json().encode("utf-8"),
     }
-    manifest = Manifest(
+    return write_signed_dir(
+        out_dir,
+        contents,
+        signing_key,
         schema=SCHEMA,
         campus=results.campus,
         signer=signer,
-        key_fingerprint=fp,
-        created=created_iso,
         spec_sha256=results.spec_sha256,
+        created=when,
+    )
+
+
+def write_signed_dir(
+    out_dir: Path,
+    contents: dict[str, bytes],
+    signing_key: Ed25519PrivateKey,
+    *,
+    schema: str,
+    campus: str,
+    signer: str,
+    spec_sha256: str,
+    created: dt.datetime | None = None,
+) -> Path:
+    """Write ``contents`` (file name -> bytes), ``manifest.json`` and ``manifest.sig``.
+
+    The directory is assembled in a hidden temp directory beside ``out_dir``, checked with
+    :func:`verify_evidence`, then renamed into place: on any failure nothing is left.
+    ``contents`` must hold the files :data:`REQUIRED_FILES` names for ``schema``.
+    """
+    if out_dir.exists():
+        raise EvidenceError(f"{out_dir}: already exists; evidence is never overwritten")
+    pub = signing_key.public_key()
+    when = (created or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    manifest = Manifest(
+        schema=schema,
+        campus=campus,
+        signer=signer,
+        key_fingerprint=fingerprint(pub),
+        created=when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        spec_sha256=spec_sha256,
         tool=f"campus-provision {__version__}",
         files={n: FileEntry(_sha256(d), len(d)) for n, d in sorted(contents.items())},
     ).to_bytes()
@@ -302,7 +339,7 @@ def _check_signature(directory: Path, manifest: bytes, public_key: Ed25519Public
 
 def _check_files(directory: Path, manifest: Manifest) -> list[str]:
     problems = []
-    for name in SIGNED_FILES:
+    for name in REQUIRED_FILES.get(manifest.schema, SIGNED_FILES):
         if name not in manifest.files:
             problems.append(f"{MANIFEST}: does not list {name}")
     for name, entry in sorted(manifest.files.items()):
@@ -356,7 +393,7 @@ def verify_evidence(directory: Path, public_key: Ed25519PublicKey | None) -> lis
         manifest = Manifest.from_bytes(manifest_bytes)
     except (ValueError, KeyError, TypeError, AttributeError):
         return [*problems, f"{MANIFEST}: not a valid evidence manifest"]
-    if manifest.schema != SCHEMA:
+    if manifest.schema not in REQUIRED_FILES:
         problems.append(f"{MANIFEST}: schema {manifest.schema!r}, expected {SCHEMA!r}")
     if public_key is not None and manifest.key_fingerprint != fingerprint(public_key):
         problems.append(

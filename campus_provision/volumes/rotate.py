@@ -26,7 +26,7 @@ twice, or resuming a rotation that crashed inside a step, is safe.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -329,15 +329,20 @@ def resume(
     store: VolumeKeystore,
     journal_dir: Path,
     backend_for: Callable[[str], VolumeBackend],
+    *,
+    volumes: Collection[str] | None = None,
 ) -> list[RotationResult]:
     """Complete or roll back every unfinished rotation under ``journal_dir``, oldest first.
 
-    ``backend_for`` gives the backend of a volume id. A finished journal is left as it is,
-    so resuming when nothing is unfinished changes nothing.
+    ``backend_for`` gives the backend of a volume id; ``volumes``, if given, limits the
+    resumption to those volume ids. A finished journal is left as it is, so resuming when
+    nothing is unfinished changes nothing.
     """
     results = []
     for found in journals(journal_dir):
         if found.kind != KIND or found.finished(FINAL_STEPS):
+            continue
+        if volumes is not None and found.volume not in volumes:
             continue
         store.verify_passphrase(found.volume)  # before the first write
         with volume_lock(journal_dir, found.volume):

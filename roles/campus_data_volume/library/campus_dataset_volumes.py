@@ -49,6 +49,7 @@ SETTLE_SECONDS = 30
 GPT_NAME_MAX, LUKS_LABEL_MAX = 36, 47
 MOUNT_OPTIONS = ["nodev", "nosuid", "noexec"]
 CRYPTTAB, FSTAB = "/etc/crypttab", "/etc/fstab"
+SWAP_PREFIX = "cpswap-"  # campus_provision.volumes.swap's temporary partition names
 
 
 class RefusedError(Exception):
@@ -131,6 +132,14 @@ class Volumes:
                 f"{self.disk} has a {table.get('label')} partition table, not GPT: not touching it"
             )
         parts = {str(x.get("name", "")): x for x in (table or {}).get("partitions", [])}
+        swapping = sorted(name for name in parts if name.startswith(SWAP_PREFIX))
+        if swapping:
+            # 'volumes swap' names its new partition so while it runs; until it renames it
+            # after the dataset, the old partition may be half retired: touch nothing.
+            raise RefusedError(
+                f"{self.disk} has partition {swapping[0]} of an unfinished 'volumes swap': "
+                "finish it with 'campus-provision volumes resume' first"
+            )
         nodes = {v["id"]: str(parts[v["id"]]["node"]) for v in self.volumes if v["id"] in parts}
         states: dict[str, str] = {}
         for vol, key in zip(self.volumes, self.keys, strict=True):
