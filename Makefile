@@ -13,10 +13,11 @@ LAB_PACKAGES := debootstrap systemd-container iproute2 netcat-openbsd openssh-cl
 	qemu-system-x86 qemu-utils grub-pc-bin grub-common dosfstools fdisk e2fsprogs chromium \
 	apt-utils gpg gpgv cryptsetup-bin
 
-.PHONY: help setup lab-deps test test-fast test-lab lint fmt bench demo render clean lab-down lab-up
+.PHONY: help setup lab-deps test test-fast test-lab lint fmt bench demo demo-campus demo-vm demo-clean render clean lab-down lab-up
 
 help:
 	@echo "make demo       the example campus in the lab: publish its bundle, provision, verify, report"
+	@echo "make demo-clean take down whatever a demo left running"
 	@echo "make test       every test: unit tests, then the lab tests (root; real hosts)"
 	@echo "make test-fast  unit tests only, for quick iteration"
 	@echo "make lint       ruff, mypy --strict, yamllint, ansible-lint"
@@ -70,20 +71,37 @@ bench: setup lab-deps
 	$(BIN)/python bench/bench_render.py
 	$(BIN)/python bench/bench_bundle.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/bench_verify.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/bench_provision.py --profile
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/bench_rotate.py
 
 render: setup
 	$(BIN)/campus-provision render $(SPEC)
 
-LAB_PER_SITE ?= 1
+LAB_PER_SITE ?= 2
 LAB_STATE   ?= $(or $(CAMPUS_LAB_STATE),/var/lib/campus-provision/lab)
 DEMO_EVIDENCE ?= evidence/demo
-DEMO_VERIFY = CAMPUS_KEYS_DIR=$(LAB_STATE)/keys $(BIN)/campus-provision verify $(SPEC) --lab \
+DEMO_VM_PREFIX ?= cpm
+DEMO_VM_PC ?= sgm-a01
+DEMO_DATASET ?= card-spending-2025
+VOL_CONTROLS := CP-VOL-01,CP-VOL-02,CP-VOL-03
+# The lab's keystore: its signing key signs the evidence, its volume keys open the VM's
+# volumes (found by the Ansible lookup through the same two variables).
+DEMO_KEYS = CAMPUS_KEYS_DIR=$(LAB_STATE)/keys CAMPUS_KEYSTORE_PASSPHRASE_FILE=$(LAB_STATE)/keys/passphrase
+DEMO_VERIFY = $(DEMO_KEYS) $(BIN)/campus-provision verify $(SPEC) --lab \
 	--passphrase-file $(LAB_STATE)/keys/passphrase
+DEMO_CP = $(DEMO_KEYS) $(BIN)/campus-provision
 
-# The lab plays the campus: one PC per site and every service host; the full analyst
+# The whole story, in two labs one after the other: the campus on containers, then one PC
+# as a VM (a kernel of its own) with its dataset volumes and a key rotation.
+demo: demo-campus demo-vm
+	@echo "== done: signed evidence and records (campus-provision report verify DIR checks each)"
+	@for d in $(DEMO_EVIDENCE) $(DEMO_EVIDENCE)-vm $(DEMO_EVIDENCE)-volumes-*; do \
+		echo "   $$d/report.html"; done
+
+# The lab plays the campus: two PCs per site and every service host; the full analyst
 # bundle is built (once, cached) and published on the lab mirrors; the PCs are provisioned
 # and verified, the evidence is signed with the lab's own key, and the lab is taken down.
-demo: setup lab-deps
+demo-campus: setup lab-deps
 	$(BIN)/campus-provision validate $(SPEC)
 	$(BIN)/campus-provision spec show $(SPEC)
 	$(BIN)/campus-provision render $(SPEC)
@@ -102,6 +120,42 @@ demo: setup lab-deps
 	$(BIN)/campus-provision report verify $(DEMO_EVIDENCE) --pubkey $(LAB_STATE)/keys/signing.pub
 	$(BIN)/campus-provision lab down
 	@echo "report: $(DEMO_EVIDENCE)/report.html (signed; campus-provision report verify checks it)"
+
+# One PC as a QEMU VM (dm-crypt needs its own kernel): its VOL controls fail bare; the
+# apt client points it at the campus mirror; 'volumes create' makes a LUKS2 volume per
+# dataset (keys in the lab keystore); a sample dataset is loaded, checked by SHA-256; the
+# VOL controls pass; its key is rotated; they pass again; the records are signed.
+demo-vm: setup lab-deps
+	@set -e; vm="--lab --prefix $(DEMO_VM_PREFIX) --limit $(DEMO_VM_PC)"; \
+	ev=$(DEMO_EVIDENCE); sample=$$ev-sample; \
+	trap '$(BIN)/campus-provision lab down --prefix $(DEMO_VM_PREFIX) >/dev/null' EXIT; \
+	rm -rf $$ev-vm $$ev-vm-bare $$ev-volumes-* $$sample; \
+	$(BIN)/campus-provision lab up $(SPEC) --driver qemu --per-site 1 --site sangam \
+		--prefix $(DEMO_VM_PREFIX); \
+	echo "== verify the VM's volume controls bare: they must fail"; \
+	if $(DEMO_VERIFY) $$vm --controls $(VOL_CONTROLS) --out $$ev-vm-bare; then \
+		echo "the bare VM passed the VOL checks: they prove nothing"; exit 1; fi; \
+	echo "== the campus mirror as the VM's only package source (campus_apt_client)"; \
+	$(BIN)/campus-provision provision $(SPEC) $$vm --tags campus_apt_client; \
+	echo "== volumes create: a keystore key per dataset, then LUKS2 volumes (campus_data_volume)"; \
+	$(DEMO_CP) volumes create $(SPEC) $$vm --out $$ev-volumes-create; \
+	mkdir -p $$sample; printf 'month,district,amount\n2025-01,Mapo,1000\n' > $$sample/spending.csv; \
+	(cd $$sample && sha256sum spending.csv > SHA256SUMS); \
+	echo "== volumes load: the sample dataset, checked against its SHA256SUMS"; \
+	$(DEMO_CP) volumes load $(SPEC) $(DEMO_DATASET) --from $$sample $$vm --out $$ev-volumes-load; \
+	$(DEMO_VERIFY) $$vm --controls $(VOL_CONTROLS) --out $$ev-vm-volumes; \
+	echo "== volumes rotate-key: new key added, proven, installed, old slot killed"; \
+	$(DEMO_CP) volumes rotate-key $(SPEC) $(DEMO_DATASET) $$vm --out $$ev-volumes-rotate; \
+	$(DEMO_CP) volumes status $(SPEC) $$vm; \
+	$(DEMO_VERIFY) $$vm --controls $(VOL_CONTROLS) --out $$ev-vm; \
+	for d in $$ev-vm $$ev-volumes-create $$ev-volumes-load $$ev-volumes-rotate; do \
+		$(BIN)/campus-provision report verify $$d --pubkey $(LAB_STATE)/keys/signing.pub; done
+
+# Whatever a demo left running (after Ctrl-C, say): both labs down, nothing left behind.
+demo-clean: setup
+	$(BIN)/campus-provision lab down
+	$(BIN)/campus-provision lab down --prefix $(DEMO_VM_PREFIX)
+	rm -rf $(DEMO_EVIDENCE) $(DEMO_EVIDENCE)-*
 
 lab-up: setup lab-deps
 	$(BIN)/campus-provision lab up $(SPEC) --per-site $(LAB_PER_SITE)
