@@ -1,6 +1,6 @@
 """SshBackend against an nspawn lab PC: keyslot work over real SSH on a LUKS2 *file*.
 
-Keyslot operations need no device-mapper, so a container (seconds to start, prefix cpr)
+Keyslot operations need no device-mapper, so a container (seconds to start, prefix cps)
 shows the SSH backend for real: the connection as the lab's inventory gives it (through
 :func:`load_fleet`), a full rotation with the key file installed by the backend's script,
 an admin login that becomes root with ``sudo -n`` (and one whose sudo is refused), and an
@@ -35,7 +35,7 @@ from tests.lab.conftest import lab_paths, require_lab, small_spec
 from tests.leaks import PsSampler, Secret
 
 pytestmark = [pytest.mark.lab]
-PREFIX = "cpr"
+PREFIX = "cps"
 PC = "sgm-a01"
 HEADER = "/root/ds1.luks"
 KEYFILE = "/etc/cryptsetup-keys.d/ds1.key"
