@@ -130,7 +130,8 @@ demo-campus: setup lab-deps
 	@echo "report: $(DEMO_EVIDENCE)/report.html (signed; campus-provision report verify checks it)"
 
 # One PC as a QEMU VM (dm-crypt needs its own kernel): its VOL controls fail bare; the
-# apt client points it at the campus mirror; 'volumes create' makes a LUKS2 volume per
+# apt client points it at the campus mirror and the accounts role makes the analysts'
+# groups (the volumes' readers); 'volumes create' makes a LUKS2 volume per
 # dataset (keys in the lab keystore); a sample dataset is loaded, checked by SHA-256; the
 # VOL controls pass; its key is rotated; they pass again; the records are signed.
 demo-vm: setup lab-deps
@@ -143,8 +144,8 @@ demo-vm: setup lab-deps
 	echo "== verify the VM's volume controls bare: they must fail"; \
 	if $(DEMO_VERIFY) $$vm --controls $(VOL_CONTROLS) --out $$ev-vm-bare; then \
 		echo "the bare VM passed the VOL checks: they prove nothing"; exit 1; fi; \
-	echo "== the campus mirror as the VM's only package source (campus_apt_client)"; \
-	$(BIN)/campus-provision provision $(SPEC) $$vm --tags campus_apt_client; \
+	echo "== the campus mirror as its only package source, and its accounts (campus_apt_client, campus_accounts)"; \
+	$(BIN)/campus-provision provision $(SPEC) $$vm --tags campus_apt_client,campus_accounts; \
 	echo "== volumes create: a keystore key per dataset, then LUKS2 volumes (campus_data_volume)"; \
 	$(DEMO_CP) volumes create $(SPEC) $$vm --out $$ev-volumes-create; \
 	mkdir -p $$sample; printf 'month,district,amount\n2025-01,Mapo,1000\n' > $$sample/spending.csv; \

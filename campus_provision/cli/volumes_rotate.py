@@ -9,9 +9,10 @@ what is printed and recorded names keys by id.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Protocol
 
@@ -33,6 +34,7 @@ from campus_provision.errors import CampusProvisionError
 from campus_provision.keys.signing import default_keys_dir, load_signing_key
 from campus_provision.keys.volumes import VolumeKeystore, volume_id
 from campus_provision.lab.state import DEFAULT_PREFIX
+from campus_provision.provision.bootstrap import choose_users
 from campus_provision.spec import Campus
 from campus_provision.volumes import VolumeError
 from campus_provision.volumes.backend import Pbkdf, VolumeBackend
@@ -156,6 +158,14 @@ class _Run:
         return load_signing_key(self.keys_dir, self.passphrase)
 
 
+def login_users(inventory: Path, hosts: list[str], admin: str) -> dict[str, str]:
+    """Host → the account that logs in there (``admin``, else root), probed over SSH."""
+    if not hosts:
+        return {}
+    with console.status(f"finding how to log in: {admin}, else root"):
+        return choose_users(inventory, ",".join(hosts), admin)
+
+
 def _prepare(
     spec: Path,
     *,
@@ -175,7 +185,16 @@ def _prepare(
         from campus_provision.lab.state import LabPaths, state_dir_from_env  # noqa: PLC0415
 
         lab_for_spec(LabPaths(state_dir_from_env(), prefix), spec)
-    targets = load_fleet(inventory, limit=limit, datasets=[dataset] if dataset else [], admin=admin)
+    targets = load_fleet(inventory, limit=limit, datasets=[dataset] if dataset else [])
+    # Who logs in, as provision and verify decide it: the admin where it can (root login
+    # is off on a provisioned PC), else root (a PC not provisioned yet); neither: as the
+    # inventory says, and the first command names the PC unreachable.
+    who = admin or os.environ.get("CAMPUS_ADMIN") or campus.accounts.admins[0].username
+    users = login_users(inventory, [t.host for t in targets], who)
+    targets = [
+        replace(t, connection=replace(t.connection, user=users[t.host])) if t.host in users else t
+        for t in targets
+    ]
     directory = keys_dir or default_keys_dir()
     passphrase = read_passphrase(passphrase_file, confirm=False, prompt=KEYSTORE_PROMPT)
     store = VolumeKeystore(directory, passphrase)

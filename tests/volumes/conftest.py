@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from campus_provision.cli import volumes_rotate
 from campus_provision.keys.volumes import KEYFILE_BYTES, VolumeKeystore
 from campus_provision.volumes.backend import LocalFileBackend, Pbkdf
 from campus_provision.volumes.journal import default_journal_dir
@@ -32,6 +33,22 @@ def _no_ambient_keys(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("CAMPUS_KEYSTORE_PASSPHRASE", raising=False)
     monkeypatch.delenv("CAMPUS_KEYSTORE_PASSPHRASE_FILE", raising=False)
     monkeypatch.setenv("CAMPUS_KEYS_DIR", str(tmp_path / "default-keys"))
+
+
+@pytest.fixture(autouse=True)
+def _no_login_probe(monkeypatch: pytest.MonkeyPatch) -> list[tuple[list[str], str]]:
+    """No unit test may probe SSH logins: the example campus's addresses are not the lab's.
+
+    The probe answers "nobody": each target keeps the inventory's user. The calls are kept.
+    """
+    calls: list[tuple[list[str], str]] = []
+
+    def probe(inventory: Path, hosts: list[str], admin: str) -> dict[str, str]:
+        calls.append((hosts, admin))
+        return {}
+
+    monkeypatch.setattr(volumes_rotate, "login_users", probe)
+    return calls
 
 
 def cryptsetup() -> str:

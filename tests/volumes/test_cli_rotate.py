@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from campus_provision.cli import app, volumes_rotate
 from campus_provision.keys.signing import init_signing_key, load_public_key
 from campus_provision.keys.volumes import KEYFILE_BYTES, VolumeKeystore, volume_id
+from campus_provision.spec import load_spec
 from campus_provision.verify.evidence import verify_evidence
 from campus_provision.volumes import VolumeError
 from campus_provision.volumes.backend import LocalFileBackend, Pbkdf, Result
@@ -275,3 +276,32 @@ def test_a_wrong_passphrase_stops_before_any_volume(fleet: Fleet) -> None:
     assert code != 0 and "passphrase" in out
     assert fleet.pbkdfs == []
     assert journals(default_journal_dir(fleet.keys_dir)) == []
+
+
+def test_the_login_is_probed_admin_first_as_provision_does(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The spec's first admin (or --admin) where it logs in; then root; else the inventory's."""
+    seen: list[tuple[list[str], str]] = []
+    users: list[tuple[str, str, bool]] = []
+
+    def probe(inventory: Path, hosts: list[str], admin: str) -> dict[str, str]:
+        seen.append((hosts, admin))
+        return dict.fromkeys(hosts, admin)
+
+    def factory(target: Target, dataset: Dataset, pbkdf: Pbkdf) -> FileVolume:
+        c = target.connection
+        users.append((target.host, c.user, c.become))
+        return FileVolume(fleet.header(dataset.id), fleet.keyfile(dataset.id), pbkdf=CHEAP)
+
+    monkeypatch.setattr(volumes_rotate, "login_users", probe)
+    monkeypatch.setattr(volumes_rotate, "backend_factory", factory)
+    monkeypatch.delenv("CAMPUS_ADMIN", raising=False)
+    code, out = invoke("status", *fleet.args(str(EXAMPLE), CARD))
+    assert code == 0, out
+    first_admin = load_spec(EXAMPLE).accounts.admins[0].username
+    assert seen == [([HOST], first_admin)]
+    assert users == [(HOST, first_admin, True)]
+    code, out = invoke("status", *fleet.args(str(EXAMPLE), CARD, "--admin", "opsadmin"))
+    assert code == 0, out
+    assert seen[-1] == ([HOST], "opsadmin") and users[-1] == (HOST, "opsadmin", True)
