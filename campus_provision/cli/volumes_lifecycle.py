@@ -22,7 +22,7 @@ import typer
 from rich.markup import escape
 
 from campus_provision.cli.common import AdminOpt, SpecArg, console, user_errors
-from campus_provision.cli.keys import KeysDirOpt, PassphraseFileOpt
+from campus_provision.cli.keys import KeysDirOpt, PassphraseFileOpt, read_passphrase
 from campus_provision.cli.provision import RunDirOpt, print_summary, write_summary
 from campus_provision.cli.volumes_rotate import (
     DatasetArg,
@@ -38,13 +38,19 @@ from campus_provision.cli.volumes_rotate import (
 )
 from campus_provision.errors import CampusProvisionError
 from campus_provision.keys.passphrase import PASSPHRASE_ENV, PASSPHRASE_FILE_ENV
+from campus_provision.keys.signing import (
+    default_keys_dir,
+    fingerprint,
+    keys_dir_public_key,
+    load_signing_key,
+)
 from campus_provision.lab.state import DEFAULT_PREFIX
 from campus_provision.paths import playbooks_dir
 from campus_provision.provision.bootstrap import choose_users, overlay_inventory
 from campus_provision.provision.runner import RunResult, run_playbook
 from campus_provision.verify.evidence import utc_stamp
 from campus_provision.volumes import VolumeError
-from campus_provision.volumes.fleet import inventory_path
+from campus_provision.volumes.fleet import Dataset, Target, inventory_path
 from campus_provision.volumes.journal import journals
 from campus_provision.volumes.lifecycle import (
     KIND_CREATE,
@@ -61,6 +67,7 @@ from campus_provision.volumes.lifecycle import (
     unfinished,
 )
 from campus_provision.volumes.load import check_source, remote_hashes
+from campus_provision.volumes.mirror import MirrorSource, mirror_source, sign_manifest
 from campus_provision.volumes.records import OperationRecord, Result, make_record, now_iso
 from campus_provision.volumes.remote import Shell, SshShell
 from campus_provision.volumes.swap import KIND_SWAP, check_version, plan_swap, swap
@@ -72,6 +79,24 @@ FromOpt = Annotated[
         help="A directory on this machine holding the dataset's files and SHA256SUMS "
         "(sha256sum's format); every file must match it.",
         show_default=False,
+    ),
+]
+OptionalFromOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--from",
+        help="A directory on this machine holding the dataset's files and SHA256SUMS "
+        "(sha256sum's format); every file must match it.",
+        show_default=False,
+    ),
+]
+FromMirrorOpt = Annotated[
+    bool,
+    typer.Option(
+        "--from-mirror",
+        help="Each PC fetches the files from its campus mirror (datasets/ID/VERSION/, the "
+        "version the inventory gives); SHA256SUMS there must be signed by the campus key "
+        "('volumes sign-manifest').",
     ),
 ]
 DryRunOpt = Annotated[
@@ -249,7 +274,8 @@ def _create(
 def _load(
     spec: SpecArg,
     dataset: DatasetArg,
-    source: FromOpt,
+    source: OptionalFromOpt = None,
+    from_mirror: FromMirrorOpt = False,
     lab: LabOpt = False,
     prefix: PrefixOpt = DEFAULT_PREFIX,
     limit: LimitOpt = None,
@@ -261,20 +287,29 @@ def _load(
 ) -> None:
     """Put DATASET's files onto its mounted volume on each selected PC, checked by SHA-256.
 
-    Every file in --from is hashed here first and must match SHA256SUMS exactly (a changed,
-    missing or unlisted file, or a name leaving the volume, refuses the load: nothing is
-    sent anywhere). Files go over SSH into a temp name and are renamed into place, root-
-    owned and readable through the volume's ACL, then hashed again on the PC. Files there
-    already are skipped. Exit 0 when every PC holds the dataset; 1 otherwise.
+    With --from, every file there is hashed here first and must match SHA256SUMS exactly
+    (a changed, missing or unlisted file, or a name leaving the volume, refuses the load:
+    nothing is sent anywhere); files go over SSH into a temp name. With --from-mirror, the
+    PC fetches SHA256SUMS and its signature from its campus mirror, which must verify with
+    the campus signing key before any file moves; then the PC fetches each file into a temp
+    name and hashes it. Either way files are renamed into place, root-owned and readable
+    through the volume's ACL, then hashed again on the PC; files there already are skipped.
+    Exit 0 when every PC holds the dataset; 1 otherwise.
 
-    Example: campus-provision volumes load SPEC card-spending-2025 --from /srv/staging/card
+    Examples: campus-provision volumes load SPEC card-spending-2025 --from /srv/staging/card
+    ; campus-provision volumes load SPEC card-spending-2025 --from-mirror
     """
     started = now_iso()
     records: list[OperationRecord] = []
     with user_errors():
-        files = check_source(source)  # before the passphrase, before any PC
-        total = sum(f.size for f in files)
-        console.print(f"{escape(str(source))}: {len(files)} files, {total} bytes, match SHA256SUMS")
+        if (source is None) == (not from_mirror):
+            raise VolumeError("give --from DIRECTORY or --from-mirror (one of the two)")
+        if source is not None:
+            files = check_source(source)  # before the passphrase, before any PC
+            total = sum(f.size or 0 for f in files)
+            console.print(
+                f"{escape(str(source))}: {len(files)} files, {total} bytes, match SHA256SUMS"
+            )
         run = _prepare(spec, lab=lab, prefix=prefix, limit=limit, dataset=dataset, admin=admin,
                        keys_dir=keys_dir, passphrase_file=passphrase_file)  # fmt: skip
         if not dry_run:
@@ -285,15 +320,20 @@ def _load(
             key = current.key_id if current else None
             shell = shell_for(run, target.host)
             try:
+                origin = source if source is not None else _mirror(shell, target, ds, run.keys_dir)
                 if dry_run:
+                    listed = check_source(origin) if isinstance(origin, Path) else origin.files
                     mount = layout_for(run, target.host).mount_point(ds.id)
-                    there = remote_hashes(shell, mount, [f.name for f in files])
-                    todo = [f for f in files if there.get(f.name) != f.sha256]
-                    console.print(f"{escape(vid)}: would send {len(todo)} of {len(files)} files")
+                    there = remote_hashes(shell, mount, [f.name for f in listed])
+                    todo = [f for f in listed if there.get(f.name) != f.sha256]
+                    console.print(
+                        f"{escape(vid)}: would {'send' if source else 'fetch'} {len(todo)} of "
+                        f"{len(listed)} files"
+                    )
                     records.append(make_record(target.host, ds.id, KIND_LOAD, "dry-run",
                                                old_key=key, new_key=key))  # fmt: skip
                     continue
-                result = load_volume(run.store, vid, shell, run.journal_dir, source,
+                result = load_volume(run.store, vid, shell, run.journal_dir, origin,
                                      layout=layout_for(run, target.host),
                                      progress=lambda line: console.print(escape(line)))  # fmt: skip
             except CampusProvisionError as exc:
@@ -303,17 +343,61 @@ def _load(
                                            seconds=time.monotonic() - start))  # fmt: skip
                 continue
             d = result.detail
+            how = "sent" if source is not None else "fetched from the mirror"
             records.append(make_record(
                 target.host, ds.id, KIND_LOAD, "ok", old_key=key, new_key=key,
                 journal_op=result.op, seconds=time.monotonic() - start,
-                detail=f"{d['files']} files verified: {d['sent']} sent, {d['skipped']} there",
+                detail=f"{d['files']} files verified: {d['sent']} {how}, {d['skipped']} there",
             ))  # fmt: skip
         if dry_run:
             _summary("load --dry-run (nothing changed)", records)
             _exit_if_failed(records)
             return
-        _finish(run, "load", _command("load", spec, dataset, f"--from {source}", limit=limit),
+        origin_words = f"--from {source}" if source is not None else "--from-mirror"
+        _finish(run, "load", _command("load", spec, dataset, origin_words, limit=limit),
                 started, records, out)  # fmt: skip
+
+
+def _mirror(shell: Shell, target: Target, ds: Dataset, keys_dir: Path) -> MirrorSource:
+    """DATASET's version on the PC's campus mirror, its manifest's signature checked."""
+    if target.mirror_url is None:
+        raise VolumeError(
+            f"{target.host}: no campus_mirror_url in the inventory (the spec names no mirror "
+            "for its site): load --from a directory instead"
+        )
+    pub = keys_dir_public_key(keys_dir)
+    source = mirror_source(shell, target.mirror_url, ds.id, ds.version, pub)
+    console.print(
+        f"{escape(target.host)}: {escape(source.base_url)}: {len(source.files)} files, "
+        "SHA256SUMS signed by the campus key"
+    )
+    return source
+
+
+def _sign_manifest(
+    directory: Annotated[
+        Path, typer.Argument(help="The dataset directory to publish: its files and SHA256SUMS.")
+    ],
+    keys_dir: KeysDirOpt = None,
+    passphrase_file: PassphraseFileOpt = None,
+) -> None:
+    """Sign DIRECTORY's SHA256SUMS with the campus key, for the mirror (SHA256SUMS.sig).
+
+    Every file is checked against SHA256SUMS first (nothing is signed otherwise). Then copy
+    the directory, signature included, to the mirror as datasets/ID/VERSION/ under its
+    root (campus_mirror serves it); 'volumes load --from-mirror' checks the signature.
+
+    Example: campus-provision volumes sign-manifest /srv/staging/card-spending-2025/v1
+    """
+    with user_errors():
+        files = check_source(directory)
+        folder = keys_dir or default_keys_dir()
+        key = load_signing_key(folder, read_passphrase(passphrase_file, confirm=False))
+        written = sign_manifest(directory, key)
+    console.print(
+        f"{escape(str(written))}: {len(files)} files, signed by {fingerprint(key.public_key())}"
+    )
+    console.print("publish the directory on the mirror as datasets/ID/VERSION/")
 
 
 # -- retire ----------------------------------------------------------------------------------
@@ -532,5 +616,6 @@ def register(app: typer.Typer) -> None:
     """Add this module's commands (create, load, swap, retire) to the ``volumes`` group."""
     app.command("create")(_create)
     app.command("load")(_load)
+    app.command("sign-manifest")(_sign_manifest)
     app.command("swap")(_swap)
     app.command("retire")(_retire)

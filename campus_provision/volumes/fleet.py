@@ -88,6 +88,7 @@ class Target:
     connection: Connection
     datasets: tuple[Dataset, ...]
     pbkdf: Pbkdf = field(default_factory=Pbkdf)
+    mirror_url: str | None = None  # campus_mirror_url: where --from-mirror fetches
 
 
 def inventory_path(spec: Path, *, lab: bool = False, prefix: str | None = None) -> Path:
@@ -241,7 +242,9 @@ def fleet_from_inventory(
             chosen = tuple(d for d in chosen if d.id in datasets)
         if chosen:
             vars_ = hostvars[host]
-            targets.append(Target(host, _connection(host, vars_, admin), chosen, _pbkdf(vars_)))
+            mirror = vars_.get("campus_mirror_url")
+            targets.append(Target(host, _connection(host, vars_, admin), chosen, _pbkdf(vars_),
+                                  str(mirror) if mirror else None))  # fmt: skip
     shown = limit_text or ",".join(limit)
     what = f" matching --limit {shown}" if shown else ""
     if not targets:

@@ -37,6 +37,7 @@ from campus_provision.volumes import VolumeError
 from campus_provision.volumes.journal import DONE, INTENT, Journal, journals, volume_lock
 from campus_provision.volumes.load import MANIFEST as LOAD_MANIFEST
 from campus_provision.volumes.load import check_source, load_files, sha256_file
+from campus_provision.volumes.mirror import MirrorSource, refetch
 from campus_provision.volumes.remote import Shell, check, q
 
 KIND_RETIRE = "retire"
@@ -553,27 +554,33 @@ def load_volume(
     volume: str,
     shell: Shell,
     journal_dir: Path,
-    source: Path,
+    source: Path | MirrorSource,
     *,
     layout: Layout | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> OperationResult:
     """Load the dataset files in ``source`` onto ``volume``'s mounted volume, journaled.
 
-    ``source`` is checked against its manifest first (VolumeError, nothing sent, if it does
-    not match); see :mod:`campus_provision.volumes.load`.
+    ``source`` is a directory here, checked against its manifest first (VolumeError,
+    nothing sent, if it does not match; see :mod:`campus_provision.volumes.load`), or a
+    signed manifest on the mirror (:func:`~campus_provision.volumes.mirror.mirror_source`),
+    whose files the PC fetches itself.
     """
     layout = layout or Layout()
     split_volume_id(volume)
-    source = source.absolute()
-    check_source(source)
+    if isinstance(source, Path):
+        source = source.absolute()
+        check_source(source)
     refuse_unfinished(journal_dir, volume)
     with volume_lock(journal_dir, volume):
         refuse_unfinished(journal_dir, volume)
         key_id = _current_key(store, volume)
         journal = Journal.create(journal_dir, volume, KIND_LOAD, key_id, "plan")
-        note = json.dumps({"source": str(source), "manifest_sha256": _manifest_digest(source)})
-        journal.record("plan", DONE, note=note)
+        if isinstance(source, Path):
+            plan = {"source": str(source), "manifest_sha256": _manifest_digest(source)}
+        else:
+            plan = {"mirror": source.base_url, "manifest_sha256": source.manifest_sha256}
+        journal.record("plan", DONE, note=json.dumps(plan))
         try:
             return _forward_load(journal, source, shell, layout, progress, None)
         except CampusProvisionError as exc:
@@ -582,14 +589,14 @@ def load_volume(
 
 def _forward_load(
     journal: Journal,
-    source: Path,
+    source: Path | MirrorSource,
     shell: Shell,
     layout: Layout,
     progress: Callable[[str], None],
     note: str | None,
 ) -> OperationResult:
     _, dataset = split_volume_id(journal.volume)
-    files = check_source(source)
+    files = check_source(source) if isinstance(source, Path) else list(source.files)
     journal.record("send", INTENT, note=note)
     loaded = load_files(shell, layout.mount_point(dataset), files,
                         mapper=f"/dev/mapper/{dataset}", progress=progress)  # fmt: skip
@@ -612,9 +619,15 @@ def _resume_load(
 ) -> OperationResult:
     try:
         plan = json.loads(plan_note or "")
-        source, digest = Path(plan["source"]), str(plan["manifest_sha256"])
-    except (ValueError, KeyError, TypeError):
+        digest = str(plan["manifest_sha256"])
+        mirror = plan.get("mirror")
+        source = None if mirror is not None else Path(plan["source"])
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise VolumeError(f"{journal.path}: the plan record of this load is damaged") from None
+    if source is None:
+        # The manifest whose signature was checked when the load began, or nothing.
+        return _forward_load(journal, refetch(shell, str(mirror), digest), shell, layout,
+                             progress, note)  # fmt: skip
     if not (source / LOAD_MANIFEST).is_file() or _manifest_digest(source) != digest:
         raise VolumeError(
             f"{source}: its manifest changed (or went) since the load began: not resuming "

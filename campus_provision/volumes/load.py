@@ -28,6 +28,7 @@ from campus_provision.volumes import VolumeError
 from campus_provision.volumes.remote import Shell, check, q
 
 MANIFEST = "SHA256SUMS"
+MANIFEST_SIGNATURE = f"{MANIFEST}.sig"  # beside it on the mirror (volumes sign-manifest)
 _LINE = re.compile(r"([0-9a-fA-F]{64}) [ *](.+)")
 _BAD_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
 _CHUNK = 1 << 20
@@ -37,12 +38,17 @@ TEMP_PREFIX = ".load."
 
 @dataclass(frozen=True)
 class SourceFile:
-    """One file of the dataset: its name on the volume, where it is here, its hash."""
+    """One file of the dataset: its name on the volume, where it is here, its hash.
+
+    ``path`` is None for a file the PC fetches itself from ``url`` (``--from-mirror``);
+    its size is then unknown until it is there.
+    """
 
     name: str
-    path: Path
+    path: Path | None
     sha256: str
-    size: int
+    size: int | None
+    url: str | None = None
 
 
 def check_name(name: str) -> str:
@@ -57,7 +63,7 @@ def check_name(name: str) -> str:
         or "//" in name
         or not parts
         or parts[-1].startswith(TEMP_PREFIX)
-        or name == MANIFEST
+        or name in (MANIFEST, MANIFEST_SIGNATURE)
     ):
         raise VolumeError(f"{name!r}: not a file name a dataset may have (relative, no '..')")
     return name
@@ -74,6 +80,11 @@ def read_manifest(path: Path) -> dict[str, str]:
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise VolumeError(f"{path}: cannot read the manifest: {exc}") from None
+    return parse_manifest(text, str(path))
+
+
+def parse_manifest(text: str, path: str) -> dict[str, str]:
+    """Name → sha256 from a manifest's text; ``path`` names it in errors (with the line)."""
     found: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -116,7 +127,7 @@ def _walk(source: Path, listed: dict[str, str], problems: list[str]) -> dict[str
         for f in filenames:
             path = base / f
             name = path.relative_to(source).as_posix()
-            if name == MANIFEST:
+            if name in (MANIFEST, MANIFEST_SIGNATURE):
                 continue
             if path.is_symlink() or not path.is_file():
                 problems.append(f"{name}: not a regular file")
@@ -195,17 +206,36 @@ def require_mounted(shell: Shell, mount: str, mapper: str) -> None:
         raise VolumeError(f"{shell.where}: {mount} has {out} mounted on it, not {mapper}")
 
 
-def send_file(shell: Shell, mount: str, item: SourceFile) -> None:
-    """One file into its place under ``mount``: temp file, root-owned, synced, renamed."""
-    target = q(item.name)
-    script = (
+# Fetch one URL to stdout on the PC, with the PC's python3 (there for Ansible), no proxy:
+# the mirror is on the campus LAN. Exit 4 with one line when the mirror does not serve it.
+FETCH_PY = (
+    "import shutil,sys,urllib.request as u\n"
+    "o=u.build_opener(u.ProxyHandler({}))\n"
+    "try:\n"
+    " with o.open(sys.argv[1],timeout=60) as r: shutil.copyfileobj(r,sys.stdout.buffer)\n"
+    "except Exception as e:\n"
+    " c=getattr(e,'code',None); w=('HTTP %s '%c) if c else ''\n"
+    " sys.stderr.write(sys.argv[1]+': '+w+str(getattr(e,'reason',e))+'\\n'); sys.exit(4)\n"
+)
+
+
+def fetch_command(url: str) -> str:
+    """The shell words that write ``url`` to stdout on the PC."""
+    return f"python3 -c {q(FETCH_PY)} {q(url)}"
+
+
+def _place_script(mount: str, name: str, fill: str) -> str:
+    """Shell: ``fill`` writes a temp file ``$tmp`` beside ``name``; then it is made
+    root-owned, readable as the volume's root is, synced and renamed into place."""
+    target = q(name)
+    return (
         "set -eu\n"
         f"cd {q(mount)}\n"
         f"d=$(dirname -- {target})\n"
         'mkdir -p -- "$d"\n'
         f'tmp=$(mktemp "$d/{TEMP_PREFIX}XXXXXX")\n'
         "trap 'rm -f \"$tmp\"' EXIT\n"
-        'cat > "$tmp"\n'
+        f"{fill}\n"
         'chown 0:0 "$tmp"\n'
         # The directory's mode without execute and write bits for anyone but root: the
         # ACL's mask follows, so the reader groups read it and nobody else does.
@@ -215,6 +245,27 @@ def send_file(shell: Shell, mount: str, item: SourceFile) -> None:
         f'mv -f -- "$tmp" {target}\n'
         "trap - EXIT\n"
     )
+
+
+def fetch_file(shell: Shell, mount: str, item: SourceFile) -> None:
+    """One file fetched by the PC from the mirror into its place, refused (exit 5, nothing
+    renamed) unless it hashes as the manifest says."""
+    if item.url is None:
+        raise VolumeError(f"{item.name}: no URL to fetch it from")
+    fill = (
+        f'{fetch_command(item.url)} > "$tmp"\n'
+        f'[ "$(sha256sum < "$tmp" | cut -d" " -f1)" = {q(item.sha256)} ] || '
+        f"{{ echo {q(item.name + ': the mirror copy does not match ' + MANIFEST)} >&2; exit 5; }}"
+    )
+    check(shell, _place_script(mount, item.name, fill), f"fetching {item.name} from the mirror")
+
+
+def send_file(shell: Shell, mount: str, item: SourceFile) -> None:
+    """One file into its place under ``mount``: temp file, root-owned, synced, renamed."""
+    if item.path is None:
+        fetch_file(shell, mount, item)
+        return
+    script = _place_script(mount, item.name, 'cat > "$tmp"')
     try:
         data = item.path.read_bytes()
     except OSError as exc:
@@ -251,6 +302,9 @@ def load_files(
     sent = 0
     for number, item in enumerate(todo, 1):
         send_file(shell, mount, item)
+        if item.size is None:
+            progress(f"{shell.where}: fetched {item.name} from the mirror [{number}/{len(todo)}]")
+            continue
         sent += item.size
         progress(f"{shell.where}: sent {item.name} ({item.size} bytes) [{number}/{len(todo)}]")
     after = remote_hashes(shell, mount, names)

@@ -5,15 +5,17 @@ test stays short): the PC gets its apt sources and the analysts' groups, then, a
 operator would: ``create`` makes the volume (a new key in the keystore, the role);
 ``load`` refuses a tampered copy of the dataset, changing nothing, then loads the real
 one (root-owned, readable by the reader group, hashed again on the PC) and a second load
-sends nothing; the VOL checks pass; ``swap --version v2`` refuses a tampered v2, then
+sends nothing; published on the lab mirror with a signed manifest, a file the PC lost comes
+back with ``load --from-mirror`` (the PC fetches it, nothing else); the VOL checks pass; ``swap --version v2`` refuses a tampered v2, then
 makes a v2 volume beside the old, loads it, switches the mount to it and crypto-erases
 the old one; with the spec at v2 the role (``create`` again) changes nothing and the VOL
 checks still pass; ``retire`` refuses without --yes, then crypto-erases
 the volume: the bytes where its LUKS header was are zeros (``cryptsetup isLuks`` fails on
 them), the old key opens nothing, crypttab, fstab, key file and partition are gone, and
 the keystore forgot the key. Every command leaves a signed record ``report verify``
-accepts, and no key, in any spelling, is in the CLI's output, the runs, the journals, the
-records or the inventory.
+accepts, and no key or passphrase, in any spelling, is in the CLI's output, the runs, the
+journals, the records, the inventory, nor in the process lists sampled all along on this
+machine and on the VM.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import Any
 import pytest
 import yaml
 
-from campus_provision.keys.signing import init_signing_key
+from campus_provision.keys.signing import init_signing_key, load_signing_key
 from campus_provision.keys.volumes import VolumeKeystore
 from campus_provision.lab import control
 from campus_provision.lab.control import UpResult
@@ -41,8 +43,11 @@ from campus_provision.lab.plan import LabHost
 from campus_provision.lab.state import LabPaths, read_record
 from campus_provision.provision.runner import run_playbook
 from campus_provision.verify.runner import Target, run_checks
+from campus_provision.volumes.journal import default_journal_dir
+from campus_provision.volumes.mirror import sign_manifest
 from tests.lab.conftest import VENV_BIN, lab_paths, require_lab, small_spec
 from tests.lab.test_volume_lab import CONTROLS, VM, VM_GROUP
+from tests.leaks import PsSampler, Secret, keys_dir_secrets, scan_bytes, scan_files
 
 pytestmark = [pytest.mark.lab, pytest.mark.vm]
 PREFIX = "cpw"
@@ -53,6 +58,9 @@ MOUNT = f"/srv/datasets/{DATASET}"
 KEYFILE = f"/etc/cryptsetup-keys.d/{DATASET}.key"
 SIZE_BYTES = 24 * 2**20  # a small volume: room on the 512 MiB data disk for a second one
 CLI_SECONDS = 900
+VM_PS_SAMPLES = 3600  # the VM's sampler's bound: 3600 × 0.5 s = 30 min (TCG: ps costs)
+MIRROR = "sgm-mirror"
+MIRROR_DATASETS = "/srv/campus-mirror/datasets"
 BOOT_SECONDS = 900.0
 FILES = {
     "README.txt": b"card spending, 2025, sample for the lab\n",
@@ -93,6 +101,8 @@ class Lab:
     env: dict[str, str]
     keystore: VolumeKeystore
     dataset: dict[str, Any]
+    sampler: PsSampler
+    passphrase: str
     seen_keys: dict[str, bytes] = field(default_factory=dict)
     outputs: int = 0
     records: list[Path] = field(default_factory=list)
@@ -178,6 +188,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     paths = lab_paths(PREFIX)
     control.down(paths)
     started = time.monotonic()
+    sampler = PsSampler(interval=0.2)
     # Other labs share this machine's two cores: a TCG boot can take far longer than alone.
     patch = pytest.MonkeyPatch()
     patch.setitem(control.READY_SECONDS, "qemu", BOOT_SECONDS)
@@ -212,8 +223,16 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
                            limit=VM, extra_vars=extra)  # fmt: skip
         assert run.ok(), [(h.host, h.failed_task, h.reason) for h in run.hosts]
         print(f"prep (apt sources, groups): {time.monotonic() - t0:.0f} s")
-        yield Lab(paths, result, tmp, spec, keys_dir, env, keystore, dataset)
+        lab = Lab(paths, result, tmp, spec, keys_dir, env, keystore, dataset, sampler,
+                  passphrase.read_text(encoding="utf-8"))  # fmt: skip
+        # The VM samples its own process list (an ssh per sample would be far too slow).
+        lab.sh("rm -f /root/ps-samples.txt; nohup sh -c 'i=0; while [ $i -lt "
+               f"{VM_PS_SAMPLES} ]; do ps -eo args >> /root/ps-samples.txt; sleep 0.5; "
+               "i=$((i+1)); done' >/dev/null 2>&1 &")  # fmt: skip
+        sampler.start()
+        yield lab
     finally:
+        sampler.stop()
         patch.undo()
         control.down(paths)
         assert control.leftovers(paths) == []
@@ -266,6 +285,37 @@ def test_load_refuses_a_tampered_copy_then_loads_and_verifies(lab: Lab) -> None:
     again = lab.cli("load", str(lab.spec), DATASET, "--from", str(source))
     assert again.returncode == 0, again.stdout + again.stderr
     assert "(0 sent, 3 already there)" in again.stdout
+
+
+def test_load_from_the_mirror_fetches_what_the_pc_lost(lab: Lab) -> None:
+    # The operator signs the dataset version and publishes it on the site's mirror.
+    published = _dataset_dir(lab.tmp / "publish", FILES)
+    sign_manifest(published, load_signing_key(lab.keys_dir, lab.passphrase))
+    where = f"{MIRROR_DATASETS}/{DATASET}/{lab.dataset['version']}"
+    tar = subprocess.run(["tar", "-C", str(published), "-cf", "-", "."], capture_output=True,
+                         check=True, timeout=60).stdout  # fmt: skip
+    mirror = lab.result.plan.host(MIRROR)
+    put = subprocess.run([*control.ssh_args(lab.paths, mirror),
+                          f"mkdir -p {where} && tar -C {where} --no-same-owner -xf -"],
+                         input=tar, capture_output=True, timeout=120, check=False)  # fmt: skip
+    assert put.returncode == 0, put.stderr
+    lab.sh(f"rm {MOUNT}/2025/q1.csv")
+    done = lab.cli("load", str(lab.spec), DATASET, "--from-mirror", out="rec-load-mirror")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SHA256SUMS signed by the campus key" in done.stdout
+    assert "3 files verified on the PC (1 sent, 2 already there)" in done.stdout
+    record = lab.verify_record("rec-load-mirror", "load")
+    assert "1 fetched from the mirror, 2 there" in record["detail"], record
+    got = lab.sh(f"sha256sum {MOUNT}/2025/q1.csv").split()[0]
+    assert got == hashlib.sha256(FILES["2025/q1.csv"]).hexdigest()
+    log = subprocess.run([*control.ssh_args(lab.paths, mirror),
+                          "cat /var/log/nginx/campus-mirror.access.log"],
+                         capture_output=True, text=True, timeout=60, check=False).stdout  # fmt: skip
+    fetched = [line for line in log.splitlines() if f"/datasets/{DATASET}/" in line]
+    assert [line.split()[0] for line in fetched] == [str(lab.host.address.ip)] * 3, fetched
+    assert sorted(line.split('"')[1].split()[1].rsplit("/", 1)[1] for line in fetched) == [
+        "SHA256SUMS", "SHA256SUMS.sig", "q1.csv"
+    ]  # fmt: skip
 
 
 def test_the_vol_checks_pass(lab: Lab) -> None:
@@ -363,16 +413,22 @@ def test_retire_crypto_erases_the_volume_and_forgets_it(lab: Lab) -> None:
 
 def test_no_key_is_left_in_any_artefact(lab: Lab) -> None:
     assert lab.seen_keys, "no key was ever made"
-    spellings = []
-    for text in lab.seen_keys.values():
-        raw = base64.b64decode(text)
-        spellings += [text, raw.hex().encode(), text.hex().encode(), base64.b64encode(text)]
-    files = [p for p in (*lab.tmp.rglob("*"), *lab.paths.inventory.rglob("*")) if p.is_file()]
-    files = [p for p in files if lab.keys_dir not in p.parents]  # the sealed keystore itself
-    leaks = [(str(p), i) for p in files for i, s in enumerate(spellings) if s in p.read_bytes()]
-    assert leaks == []
-    journals = list((lab.keys_dir / "journal").rglob("*.jsonl"))
+    lab.sampler.stop()
+    vm_ps = lab.ssh("cat /root/ps-samples.txt", timeout=120).stdout
+    assert vm_ps.count(b"\n") > 100, "the VM's process sampler did not run"
+    assert b"cryptsetup" in vm_ps, "no cryptsetup process was ever sampled on the VM"
+    assert any(b"campus-provision volumes" in snap for snap in lab.sampler.snapshots)
+    secrets = keys_dir_secrets(lab.keys_dir, lab.passphrase)
+    for key_id, text in lab.seen_keys.items():  # the retired key too
+        secrets += [Secret(f"volume key {key_id}", text),
+                    Secret(f"volume key {key_id} (raw)", base64.b64decode(text)),
+                    Secret(f"volume key {key_id} (text, hex)", text.hex().encode())]  # fmt: skip
+    journals = list(default_journal_dir(lab.keys_dir).rglob("*.jsonl"))
     assert journals, "no journal was written"
-    for path in journals:
-        data = path.read_bytes()
-        assert not any(s in data for s in spellings), path
+    # Everything under the test's directory but the sealed keystore itself, and the inventory.
+    passphrase_file = Path(lab.env["CAMPUS_KEYSTORE_PASSPHRASE_FILE"])
+    roots = [p for p in lab.tmp.iterdir() if p not in (lab.keys_dir, passphrase_file)]
+    roots += [default_journal_dir(lab.keys_dir), lab.paths.inventory]
+    leaks = scan_files(roots, secrets) + lab.sampler.scan(secrets)
+    leaks += scan_bytes(f"{VM}: ps snapshots", vm_ps, secrets)
+    assert [str(leak) for leak in leaks] == []

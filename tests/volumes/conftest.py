@@ -6,17 +6,23 @@ sealing a key cost tenths of a second each, and the rotation tests need dozens o
 
 from __future__ import annotations
 
+import http.server
 import shutil
 import subprocess
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from campus_provision.cli import volumes_rotate
 from campus_provision.keys.volumes import KEYFILE_BYTES, VolumeKeystore
+from campus_provision.volumes import load
 from campus_provision.volumes.backend import LocalFileBackend, Pbkdf
 from campus_provision.volumes.journal import default_journal_dir
+from campus_provision.volumes.lifecycle import Layout
 
 PASSPHRASE = "correct horse battery staple"  # noqa: S105 - a test fixture
 OTHER_PASSPHRASE = "tr0ub4dor&3 is not better"  # noqa: S105 - a test fixture
@@ -144,3 +150,50 @@ def vol(luks_template: Template, tmp_path: Path) -> Vol:
         LocalFileBackend(header, keyfile, pbkdf=CHEAP), current.key_id,
         store.secret(VOLUME, current.key_id),
     )  # fmt: skip
+
+
+@pytest.fixture
+def mounted(vol: Vol, monkeypatch: pytest.MonkeyPatch) -> Layout:
+    """ds1's 'mount point' is a plain directory; the mount check is the lab's business."""
+    root = vol.header.parent / "srv"
+    (root / "ds1").mkdir(parents=True)
+    monkeypatch.setattr(load, "require_mounted", lambda shell, mount, mapper: None)
+    return Layout(mount_root=str(root), reload_systemd=False)
+
+
+@dataclass
+class Mirror:
+    """A campus mirror stand-in on loopback: a real HTTP server over ``root``; ``requests``
+    holds the paths asked for, in order."""
+
+    root: Path
+    url: str
+    requests: list[str]
+
+
+@pytest.fixture
+def mirror(tmp_path: Path) -> Iterator[Mirror]:
+    root = tmp_path / "mirror-root"
+    root.mkdir()
+    requests: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=str(root), **kwargs)
+
+        def do_GET(self) -> None:
+            requests.append(self.path)
+            super().do_GET()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            del format, args
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
+    thread.start()
+    try:
+        yield Mirror(root, f"http://127.0.0.1:{server.server_address[1]}/", requests)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)

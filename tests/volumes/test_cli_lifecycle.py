@@ -13,8 +13,9 @@ import json
 import shutil
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -27,7 +28,7 @@ from campus_provision.volumes.journal import default_journal_dir, journals
 from campus_provision.volumes.lifecycle import Layout, retire
 from campus_provision.volumes.remote import LocalShell
 from tests.conftest import EXAMPLE
-from tests.volumes.conftest import CHEAP, PASSPHRASE, cryptsetup, sparse_copy
+from tests.volumes.conftest import CHEAP, PASSPHRASE, Mirror, cryptsetup, sparse_copy
 
 HOST = "sgm-a01"
 CARD = "card-spending-2025"
@@ -228,3 +229,50 @@ def test_volumes_resume_finishes_a_retire_that_stopped_half_way(pc: Pc) -> None:
     assert (record["op"], record["result"], record["old_key"]) == ("retire", "ok", key.key_id)
     code, out = invoke("resume", *pc.args(str(EXAMPLE), CARD))
     assert code == 0 and "nothing to resume" in out, out
+
+
+def test_load_takes_one_source_exactly(pc: Pc, tmp_path: Path) -> None:
+    for extra in ([], ["--from", str(tmp_path), "--from-mirror"]):
+        code, out = invoke("load", *pc.args(str(EXAMPLE), CARD, *extra))
+        assert code == 1 and out.strip() == (
+            "give --from DIRECTORY or --from-mirror (one of the two)"
+        ), out
+
+
+@pytest.fixture
+def on_mirror(pc: Pc, mirror: Mirror, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """CARD at the inventory's version on a loopback mirror, signed with the pc's campus key;
+    the PC's campus_mirror_url points there (the example's address is not this machine's)."""
+    version = "2025.09"
+    directory = mirror.root / "datasets" / CARD / version
+    directory.mkdir(parents=True)
+    data = b"rows\n"
+    (directory / "a.csv").write_bytes(data)
+    (directory / "SHA256SUMS").write_text(f"{hashlib.sha256(data).hexdigest()}  a.csv\n")
+    prepare = volumes_lifecycle._prepare
+
+    def here(*args: Any, **kwargs: Any) -> Any:
+        run = prepare(*args, **kwargs)
+        run.targets = [replace(t, mirror_url=mirror.url) for t in run.targets]
+        return run
+
+    monkeypatch.setattr(volumes_lifecycle, "_prepare", here)
+    return directory
+
+
+def test_sign_manifest_then_a_dry_run_from_the_mirror_checks_the_signature(
+    pc: Pc, on_mirror: Path, mirror: Mirror
+) -> None:
+    code, out = invoke("load", *pc.args(str(EXAMPLE), CARD, "--from-mirror", "--dry-run"))
+    assert code == 1 and "SHA256SUMS.sig: HTTP 404 File not found" in out, out
+    code, out = invoke("sign-manifest", str(on_mirror), "--keys-dir", str(pc.keys_dir),
+                       "--passphrase-file", str(pc.passphrase_file))  # fmt: skip
+    assert code == 0, out
+    assert "1 files, signed by" in out and (on_mirror / "SHA256SUMS.sig").is_file()
+    code, out = invoke("load", *pc.args(str(EXAMPLE), CARD, "--from-mirror", "--dry-run"))
+    assert code == 0, out
+    assert "SHA256SUMS signed by the campus key" in out and "would fetch 1 of 1 files" in out
+    assert not (pc.root / "srv" / CARD / "a.csv").exists()
+    (on_mirror / "SHA256SUMS").write_text(f"{'0' * 64}  a.csv\n")  # changed after signing
+    code, out = invoke("load", *pc.args(str(EXAMPLE), CARD, "--from-mirror", "--dry-run"))
+    assert code == 1 and "is not signed by the campus key" in out, out

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from campus_provision.volumes import VolumeError, load
+from campus_provision.volumes import VolumeError
 from campus_provision.volumes.journal import DONE, INTENT, Journal, journals
 from campus_provision.volumes.lifecycle import (
     FINAL_STEPS,
@@ -23,15 +23,6 @@ from campus_provision.volumes.lifecycle import (
 from campus_provision.volumes.remote import LocalShell
 from campus_provision.volumes.swap import SwapPlan, check_version
 from tests.volumes.conftest import VOLUME, Vol
-
-
-@pytest.fixture
-def mounted(vol: Vol, monkeypatch: pytest.MonkeyPatch) -> Layout:
-    """ds1's 'mount point' is a plain directory; the mount check is the lab's business."""
-    root = vol.header.parent / "srv"
-    (root / "ds1").mkdir(parents=True)
-    monkeypatch.setattr(load, "require_mounted", lambda shell, mount, mapper: None)
-    return Layout(mount_root=str(root), reload_systemd=False)
 
 
 def _source(directory: Path, files: dict[str, bytes]) -> Path:
