@@ -24,17 +24,17 @@ from rich.markup import escape
 from campus_provision.cli.common import AdminOpt, SpecArg, console, user_errors
 from campus_provision.cli.keys import KeysDirOpt, PassphraseFileOpt, read_passphrase
 from campus_provision.cli.provision import RunDirOpt, print_summary, write_summary
-from campus_provision.cli.volumes_rotate import (
+from campus_provision.cli.volumes_common import (
     DatasetArg,
     LabOpt,
     LimitOpt,
     OptionalDatasetArg,
     OutOpt,
     PrefixOpt,
-    _prepare,
-    _Run,
-    _summary,
-    _write_record,
+    VolumesRun,
+    prepare,
+    print_records,
+    write_record,
 )
 from campus_provision.errors import CampusProvisionError
 from campus_provision.keys.passphrase import PASSPHRASE_ENV, PASSPHRASE_FILE_ENV
@@ -109,13 +109,13 @@ YesOpt = Annotated[
 ]  # fmt: skip
 
 
-def shell_for(run: _Run, host: str) -> Shell:
+def shell_for(run: VolumesRun, host: str) -> Shell:
     """The root shell of one PC (tests swap this for a local one)."""
     target = next(t for t in run.targets if t.host == host)
     return SshShell(target.connection)
 
 
-def layout_for(run: _Run, host: str) -> Layout:
+def layout_for(run: VolumesRun, host: str) -> Layout:
     """Where the PC keeps its volumes' pieces (the role's defaults; tests point elsewhere)."""
     del run, host
     return Layout()
@@ -132,11 +132,11 @@ def _exit_if_failed(records: list[OperationRecord]) -> None:
 
 
 def _finish(
-    run: _Run, title: str, command: str, started: str, records: list[OperationRecord],
+    run: VolumesRun, title: str, command: str, started: str, records: list[OperationRecord],
     out: Path | None,
 ) -> None:  # fmt: skip
-    written = _write_record(run, command, started, records, out, run.signing_key())
-    _summary(title, records)
+    written = write_record(run, command, started, records, out, run.signing_key())
+    print_records(title, records)
     console.print(f"signed record: {escape(str(written))} (check it with 'report verify')")
     if any(r.result not in ("ok", "nothing-to-do") for r in records):
         raise typer.Exit(1)
@@ -146,7 +146,7 @@ def _finish(
 
 
 @contextlib.contextmanager
-def _keystore_env(run: _Run, passphrase_file: Path | None) -> Iterator[None]:
+def _keystore_env(run: VolumesRun, passphrase_file: Path | None) -> Iterator[None]:
     """The environment the role's key lookup reads, for the playbook run only."""
     saved = {k: os.environ.get(k) for k in ("CAMPUS_KEYS_DIR", PASSPHRASE_FILE_ENV, PASSPHRASE_ENV)}
     os.environ["CAMPUS_KEYS_DIR"] = str(run.keys_dir.absolute())
@@ -167,8 +167,8 @@ def _keystore_env(run: _Run, passphrase_file: Path | None) -> Iterator[None]:
 
 
 def _playbook(
-    run: _Run, hosts: list[str], admin: str | None, run_dir: Path, passphrase_file: Path | None,
-    lab: bool, prefix: str,
+    run: VolumesRun, hosts: list[str], admin: str | None, run_dir: Path,
+    passphrase_file: Path | None, lab: bool, prefix: str,
 ) -> RunResult:  # fmt: skip
     inventory = inventory_path(run.spec, lab=lab, prefix=prefix)
     who = admin or os.environ.get("CAMPUS_ADMIN") or run.campus.accounts.admins[0].username
@@ -209,7 +209,7 @@ def _create(
     started = now_iso()
     records: list[OperationRecord] = []
     with user_errors():
-        run = _prepare(spec, lab=lab, prefix=prefix, limit=limit, dataset=dataset, admin=admin,
+        run = prepare(spec, lab=lab, prefix=prefix, limit=limit, dataset=dataset, admin=admin,
                        keys_dir=keys_dir, passphrase_file=passphrase_file)  # fmt: skip
         selected = list(run.volumes())
         blocked = {
@@ -228,7 +228,7 @@ def _create(
                 console.print(f"{escape(vid)}: {what}; the role would make or check its volume")
                 records.append(make_record(target.host, ds.id, KIND_CREATE, "dry-run",
                                            new_key=has.key_id if has else None))  # fmt: skip
-            _summary("create --dry-run (nothing changed)", records)
+            print_records("create --dry-run (nothing changed)", records)
             _exit_if_failed(records)
             return
         run.signing_key()  # unlocks: a wrong passphrase stops before any change
@@ -310,7 +310,7 @@ def _load(
             console.print(
                 f"{escape(str(source))}: {len(files)} files, {total} bytes, match SHA256SUMS"
             )
-        run = _prepare(spec, lab=lab, prefix=prefix, limit=limit, dataset=dataset, admin=admin,
+        run = prepare(spec, lab=lab, prefix=prefix, limit=limit, dataset=dataset, admin=admin,
                        keys_dir=keys_dir, passphrase_file=passphrase_file)  # fmt: skip
         if not dry_run:
             run.signing_key()
@@ -350,7 +350,7 @@ def _load(
                 detail=f"{d['files']} files verified: {d['sent']} {how}, {d['skipped']} there",
             ))  # fmt: skip
         if dry_run:
-            _summary("load --dry-run (nothing changed)", records)
+            print_records("load --dry-run (nothing changed)", records)
             _exit_if_failed(records)
             return
         origin_words = f"--from {source}" if source is not None else "--from-mirror"
@@ -436,7 +436,7 @@ def _retire(
                 f"retire destroys {dataset}'s data on every selected PC and cannot be undone: "
                 "give --yes (or --dry-run to see the plan)"
             )
-        run = _prepare(spec, lab=lab, prefix=prefix, limit=limit, dataset=dataset, admin=admin,
+        run = prepare(spec, lab=lab, prefix=prefix, limit=limit, dataset=dataset, admin=admin,
                        keys_dir=keys_dir, passphrase_file=passphrase_file)  # fmt: skip
         if not dry_run:
             run.signing_key()
@@ -478,7 +478,7 @@ def _retire(
                 f"keys {', '.join(result.detail['keys_removed'])} removed",
             ))  # fmt: skip
         if dry_run:
-            _summary("retire --dry-run (nothing changed)", records)
+            print_records("retire --dry-run (nothing changed)", records)
             _exit_if_failed(records)
             return
         _finish(run, "retire", _command("retire", spec, dataset, "--yes", limit=limit), started,
@@ -526,7 +526,7 @@ def _swap(
         check_version(dataset, version)
         files = check_source(source)
         console.print(f"{escape(str(source))}: {len(files)} files match SHA256SUMS")
-        run = _prepare(spec, lab=lab, prefix=prefix, limit=limit, dataset=dataset, admin=admin,
+        run = prepare(spec, lab=lab, prefix=prefix, limit=limit, dataset=dataset, admin=admin,
                        keys_dir=keys_dir, passphrase_file=passphrase_file)  # fmt: skip
         if not dry_run:
             run.signing_key()
@@ -568,7 +568,7 @@ def _swap(
                 detail=f"{d['old_label']} → {d['label']}; {d['old_device']} crypto-erased",
             ))  # fmt: skip
         if dry_run:
-            _summary("swap --dry-run (nothing changed)", records)
+            print_records("swap --dry-run (nothing changed)", records)
             _exit_if_failed(records)
             return
         command = _command("swap", spec, dataset, f"--version {version}", f"--from {source}",
@@ -579,7 +579,7 @@ def _swap(
 # -- resume (called by 'volumes resume' in volumes_rotate) ------------------------------------
 
 
-def resume_data_ops(run: _Run, host: str, dataset: str, vid: str) -> list[OperationRecord]:
+def resume_data_ops(run: VolumesRun, host: str, dataset: str, vid: str) -> list[OperationRecord]:
     """Finish the unfinished create, load, swap and retire journals of ``vid``, oldest first.
 
     For 'volumes resume': one record per journal, ``ok`` when it ended (completed, or

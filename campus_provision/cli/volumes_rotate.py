@@ -9,76 +9,49 @@ what is printed and recorded names keys by id.
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Protocol
 
 import typer
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from rich.console import Console
 from rich.markup import escape
-from rich.measure import Measurement
 from rich.table import Table
 
-from campus_provision.cli.common import AdminOpt, SpecArg, console, load, user_errors
+from campus_provision.cli.common import AdminOpt, SpecArg, console, user_errors
 from campus_provision.cli.keys import (
-    KEYSTORE_PROMPT,
     KeysDirOpt,
     PassphraseFileOpt,
-    read_passphrase,
+)
+from campus_provision.cli.volumes_common import (
+    DatasetArg,
+    LabOpt,
+    LimitOpt,
+    OptionalDatasetArg,
+    OutOpt,
+    PrefixOpt,
+    VolumesRun,
+    prepare,
+    print_records,
+    print_table,
+    seconds,
+    write_record,
 )
 from campus_provision.errors import CampusProvisionError
-from campus_provision.keys.signing import default_keys_dir, load_signing_key
-from campus_provision.keys.volumes import VolumeKeystore, volume_id
 from campus_provision.lab.state import DEFAULT_PREFIX
-from campus_provision.provision.bootstrap import choose_users
-from campus_provision.spec import Campus
 from campus_provision.volumes import VolumeError
 from campus_provision.volumes.backend import Pbkdf, VolumeBackend
-from campus_provision.volumes.fleet import Dataset, Target, inventory_path, load_fleet
-from campus_provision.volumes.journal import default_journal_dir, journals
+from campus_provision.volumes.fleet import Dataset, Target
+from campus_provision.volumes.journal import journals
 from campus_provision.volumes.records import (
     OperationRecord,
-    RecordSet,
     Result,
-    default_records_dir,
     make_record,
     now_iso,
-    operator,
-    write_records,
 )
 from campus_provision.volumes.rotate import FINAL_STEPS, KIND, resume, rotate_key
 from campus_provision.volumes.ssh import SshBackend
 
-LabOpt = Annotated[
-    bool, typer.Option("--lab", help="The running lab's PCs (its inventory), not the campus's.")
-]
-PrefixOpt = Annotated[str, typer.Option("--prefix", help="The lab's prefix, with --lab.")]
-LimitOpt = Annotated[
-    str | None,
-    typer.Option("--limit", help="Hosts, groups or patterns, comma-separated (as Ansible's)."),
-]
-OutOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--out",
-        help="The signed record directory \\[default: evidence/<UTC timestamp>-volumes].",
-        show_default=False,
-    ),
-]
-DatasetArg = Annotated[
-    str,
-    typer.Argument(
-        metavar="DATASET", help="The dataset id, e.g. card-spending-2025.", show_default=False
-    ),
-]
-OptionalDatasetArg = Annotated[
-    str | None,
-    typer.Argument(metavar="[DATASET]", help="Only this dataset's volumes.", show_default=False),
-]
 DryRunOpt = Annotated[
     bool,
     typer.Option("--dry-run", help="Check each volume can be rotated (reachable, current key opens "
@@ -126,136 +99,23 @@ def ssh_backend(target: Target, dataset: Dataset, pbkdf: Pbkdf) -> StatusBackend
 backend_factory: Callable[[Target, Dataset, Pbkdf], StatusBackend] = ssh_backend
 
 
-@dataclass
-class _Run:
-    campus: Campus
-    spec: Path
-    targets: list[Target]
-    store: VolumeKeystore
-    keys_dir: Path
-    journal_dir: Path
-    passphrase: str
-
-    def volumes(self) -> Iterator[tuple[Target, Dataset, str]]:
-        for target in self.targets:
-            for dataset in target.datasets:
-                yield target, dataset, volume_id(target.host, dataset.id)
-
-    def backend(
-        self, target: Target, dataset: Dataset, memory: int | None, iterations: int | None
-    ) -> StatusBackend:
-        pbkdf = target.pbkdf
-        if memory is not None or iterations is not None:
-            pbkdf = Pbkdf(
-                pbkdf=pbkdf.pbkdf,
-                memory_kib=memory if memory is not None else pbkdf.memory_kib,
-                iter_time_ms=pbkdf.iter_time_ms,
-                force_iterations=iterations if iterations is not None else pbkdf.force_iterations,
-            )
-        return backend_factory(target, dataset, pbkdf)
-
-    def signing_key(self) -> Ed25519PrivateKey:
-        return load_signing_key(self.keys_dir, self.passphrase)
-
-
-def login_users(inventory: Path, hosts: list[str], admin: str) -> dict[str, str]:
-    """Host → the account that logs in there (``admin``, else root), probed over SSH."""
-    if not hosts:
-        return {}
-    with console.status(f"finding how to log in: {admin}, else root"):
-        return choose_users(inventory, ",".join(hosts), admin)
-
-
-def _prepare(
-    spec: Path,
-    *,
-    lab: bool,
-    prefix: str,
-    limit: str | None,
-    dataset: str | None,
-    admin: str | None,
-    keys_dir: Path | None,
-    passphrase_file: Path | None,
-) -> _Run:
-    """Spec, inventory, targets and the unlocked keystore (its passphrase proven)."""
-    campus = load(spec)
-    inventory = inventory_path(spec, lab=lab, prefix=prefix)
-    if lab:
-        from campus_provision.lab.control import lab_for_spec  # noqa: PLC0415 - --lab only
-        from campus_provision.lab.state import LabPaths, state_dir_from_env  # noqa: PLC0415
-
-        lab_for_spec(LabPaths(state_dir_from_env(), prefix), spec)
-    targets = load_fleet(inventory, limit=limit, datasets=[dataset] if dataset else [])
-    # Who logs in, as provision and verify decide it: the admin where it can (root login
-    # is off on a provisioned PC), else root (a PC not provisioned yet); neither: as the
-    # inventory says, and the first command names the PC unreachable.
-    who = admin or os.environ.get("CAMPUS_ADMIN") or campus.accounts.admins[0].username
-    users = login_users(inventory, [t.host for t in targets], who)
-    targets = [
-        replace(t, connection=replace(t.connection, user=users[t.host])) if t.host in users else t
-        for t in targets
-    ]
-    directory = keys_dir or default_keys_dir()
-    passphrase = read_passphrase(passphrase_file, confirm=False, prompt=KEYSTORE_PROMPT)
-    store = VolumeKeystore(directory, passphrase)
-    store.verify_passphrase()  # a wrong passphrase stops here, before any PC is touched
-    return _Run(campus, spec, targets, store, directory, default_journal_dir(directory), passphrase)
+def _backend(
+    target: Target, dataset: Dataset, memory: int | None, iterations: int | None
+) -> StatusBackend:
+    """The volume's backend, with the new keyslot's cost overridden where asked."""
+    pbkdf = target.pbkdf
+    if memory is not None or iterations is not None:
+        pbkdf = Pbkdf(
+            pbkdf=pbkdf.pbkdf,
+            memory_kib=memory if memory is not None else pbkdf.memory_kib,
+            iter_time_ms=pbkdf.iter_time_ms,
+            force_iterations=iterations if iterations is not None else pbkdf.force_iterations,
+        )
+    return backend_factory(target, dataset, pbkdf)
 
 
 def _unfinished(journal_dir: Path, vid: str) -> list[str]:
     return [j.op for j in journals(journal_dir, vid) if not j.finished(FINAL_STEPS)]
-
-
-def _seconds(start: float) -> str:
-    return f"{time.monotonic() - start:.1f} s"
-
-
-def _write_record(
-    run: _Run,
-    command: str,
-    started: str,
-    records: list[OperationRecord],
-    out: Path | None,
-    signing_key: Ed25519PrivateKey,
-) -> Path:
-    from campus_provision.verify.runner import spec_digest  # noqa: PLC0415 - heavy import
-
-    record_set = RecordSet(
-        command=command,
-        campus=run.campus.campus.name,
-        who=operator(),
-        started=started,
-        finished=now_iso(),
-        records=tuple(records),
-    )
-    out_dir = (out or default_records_dir()).absolute()
-    return write_records(
-        out_dir, record_set, signing_key, run.campus.campus.signing_identity, spec_digest(run.spec)
-    )
-
-
-def _print_table(table: Table) -> None:
-    """As wide as the table needs: key ids cut short with "…" would be useless to copy."""
-    needed = Measurement.get(console, console.options.update(width=10_000), table).maximum
-    Console(highlight=False, width=max(console.width, needed)).print(table)
-
-
-def _summary(title: str, records: list[OperationRecord]) -> None:
-    table = Table(title=title, title_justify="left")
-    for col in ("host", "dataset", "old key", "new key", "result", "time", "detail"):
-        table.add_column(col, no_wrap=col != "detail", max_width=70 if col == "detail" else None)
-    for r in records:
-        colour = "green" if r.result == "ok" else "yellow" if r.result == "rolled-back" else "red"
-        table.add_row(
-            escape(r.host),
-            escape(r.dataset),
-            r.old_key or "—",
-            r.new_key or "—",
-            f"[{colour}]{r.result}[/{colour}]",
-            "" if r.seconds is None else f"{r.seconds:.1f} s",
-            escape(r.detail if r.result != "ok" else ""),
-        )
-    _print_table(table)
 
 
 def _status(
@@ -280,7 +140,7 @@ def _status(
     """
     problems = 0
     with user_errors():
-        run = _prepare(spec, lab=lab, prefix=prefix, limit=limit, dataset=dataset, admin=admin,
+        run = prepare(spec, lab=lab, prefix=prefix, limit=limit, dataset=dataset, admin=admin,
                        keys_dir=keys_dir, passphrase_file=passphrase_file)  # fmt: skip
         table = Table(title=f"dataset volumes ({len(run.targets)} PCs)", title_justify="left")
         for col in ("host", "dataset", "version (LUKS label)", "keyslots", "opens with",
@@ -296,7 +156,7 @@ def _status(
                 )
                 problems += 1
                 continue
-            backend = run.backend(target, ds, None, None)
+            backend = _backend(target, ds, None, None)
             try:
                 row = _status_row(run, backend, ds, vid)
             except VolumeError as exc:
@@ -308,7 +168,7 @@ def _status(
                 continue
             problems += row[-1] != "ok" or bool(unfinished)
             table.add_row(target.host, ds.id, *row[:-1], journal)
-    _print_table(table)
+    print_table(table)
     for host, message in down.items():
         console.print(f"[red]ERROR[/red] {escape(host)}: {escape(message)}")
     if problems:
@@ -316,7 +176,7 @@ def _status(
         raise typer.Exit(1)
 
 
-def _status_row(run: _Run, backend: StatusBackend, ds: Dataset, vid: str) -> list[str]:
+def _status_row(run: VolumesRun, backend: StatusBackend, ds: Dataset, vid: str) -> list[str]:
     """version, slots, opens with, key file, mounted, and 'ok' or not as the last item."""
     found = backend.label_and_slots()
     if found is None:
@@ -371,32 +231,32 @@ def _rotate_key(
     started = now_iso()
     records: list[OperationRecord] = []
     with user_errors():
-        run = _prepare(spec, lab=lab, prefix=prefix, limit=limit, dataset=dataset, admin=admin,
+        run = prepare(spec, lab=lab, prefix=prefix, limit=limit, dataset=dataset, admin=admin,
                        keys_dir=keys_dir, passphrase_file=passphrase_file)  # fmt: skip
         signing_key = None if dry_run else run.signing_key()  # before any PC is touched
         selected = list(run.volumes())
         for index, (target, ds, vid) in enumerate(selected, 1):
-            backend = run.backend(target, ds, pbkdf_memory, pbkdf_force_iterations)
+            backend = _backend(target, ds, pbkdf_memory, pbkdf_force_iterations)
             if dry_run:
                 records.append(_dry_run_one(run, backend, target, ds, vid, index, len(selected)))
             else:
                 records.append(_rotate_one(run, backend, target, ds, vid, index, len(selected)))
         if dry_run:
-            _summary("rotate-key --dry-run (nothing changed)", records)
+            print_records("rotate-key --dry-run (nothing changed)", records)
             if any(r.result == "failed" for r in records):
                 raise typer.Exit(1)
             return
         assert signing_key is not None  # noqa: S101 - set above when not a dry run
         command = f"volumes rotate-key {spec} {dataset}" + (f" --limit {limit}" if limit else "")
-        written = _write_record(run, command, started, records, out, signing_key)
-    _summary("rotate-key", records)
+        written = write_record(run, command, started, records, out, signing_key)
+    print_records("rotate-key", records)
     console.print(f"signed record: {escape(str(written))} (check it with 'report verify')")
     if any(r.result != "ok" for r in records):
         raise typer.Exit(1)
 
 
 def _dry_run_one(
-    run: _Run, backend: StatusBackend, target: Target, ds: Dataset, vid: str, i: int, n: int
+    run: VolumesRun, backend: StatusBackend, target: Target, ds: Dataset, vid: str, i: int, n: int
 ) -> OperationRecord:
     start = time.monotonic()
     current = run.store.current(vid)
@@ -415,12 +275,14 @@ def _dry_run_one(
         console.print(f"[{i}/{n}] {escape(vid)}: [red]cannot rotate[/red]: {escape(str(exc))}")
         return make_record(target.host, ds.id, KIND, "failed", old_key=old, detail=str(exc),
                            seconds=time.monotonic() - start)  # fmt: skip
-    console.print(f"[{i}/{n}] {escape(vid)}: would rotate from key {old} ({_seconds(start)})")
+    console.print(f"[{i}/{n}] {escape(vid)}: would rotate from key {old} ({seconds(start)})")
     return make_record(target.host, ds.id, KIND, "dry-run", old_key=old,
                        seconds=time.monotonic() - start)  # fmt: skip
 
 
-def _after_failure(run: _Run, vid: str, before: set[str]) -> tuple[Result, str | None, str | None]:
+def _after_failure(
+    run: VolumesRun, vid: str, before: set[str]
+) -> tuple[Result, str | None, str | None]:
     """How a failed rotation left the volume: (result, new key id, journal op)."""
     made = [j for j in journals(run.journal_dir, vid) if j.op not in before]
     if not made:
@@ -432,7 +294,7 @@ def _after_failure(run: _Run, vid: str, before: set[str]) -> tuple[Result, str |
 
 
 def _rotate_one(
-    run: _Run, backend: StatusBackend, target: Target, ds: Dataset, vid: str, i: int, n: int
+    run: VolumesRun, backend: StatusBackend, target: Target, ds: Dataset, vid: str, i: int, n: int
 ) -> OperationRecord:
     start = time.monotonic()
     current = run.store.current(vid)
@@ -450,7 +312,7 @@ def _rotate_one(
                            seconds=time.monotonic() - start)  # fmt: skip
     console.print(
         f"[{i}/{n}] {escape(vid)}: [green]rotated[/green] {result.old_key} → {result.new_key} "
-        f"({_seconds(start)}; journal {result.op})"
+        f"({seconds(start)}; journal {result.op})"
     )
     return make_record(target.host, ds.id, KIND, "ok", old_key=result.old_key,
                        new_key=result.new_key, detail=result.outcome, journal_op=result.op,
@@ -482,7 +344,7 @@ def _resume(
     started = now_iso()
     records: list[OperationRecord] = []
     with user_errors():
-        run = _prepare(spec, lab=lab, prefix=prefix, limit=limit, dataset=dataset, admin=admin,
+        run = prepare(spec, lab=lab, prefix=prefix, limit=limit, dataset=dataset, admin=admin,
                        keys_dir=keys_dir, passphrase_file=passphrase_file)  # fmt: skip
         todo = [(t, d, v) for t, d, v in run.volumes() if _unfinished(run.journal_dir, v)]
         if not todo:
@@ -490,20 +352,20 @@ def _resume(
             return
         signing_key = run.signing_key()
         for index, (target, ds, vid) in enumerate(todo, 1):
-            backend = run.backend(target, ds, pbkdf_memory, pbkdf_force_iterations)
+            backend = _backend(target, ds, pbkdf_memory, pbkdf_force_iterations)
             records += _resume_one(run, backend, target, ds, vid, index, len(todo))
         command = "volumes resume " + " ".join(
             [str(spec), *([dataset] if dataset else []), *(["--limit", limit] if limit else [])]
         )
-        written = _write_record(run, command, started, records, out, signing_key)
-    _summary("resume", records)
+        written = write_record(run, command, started, records, out, signing_key)
+    print_records("resume", records)
     console.print(f"signed record: {escape(str(written))} (check it with 'report verify')")
     if any(r.result not in ("ok", "rolled-back") for r in records):
         raise typer.Exit(1)
 
 
 def _resume_one(
-    run: _Run, backend: StatusBackend, target: Target, ds: Dataset, vid: str, i: int, n: int
+    run: VolumesRun, backend: StatusBackend, target: Target, ds: Dataset, vid: str, i: int, n: int
 ) -> list[OperationRecord]:
     # The data operations' journals (create, load, swap, retire) first: their engine is
     # in volumes_lifecycle (imported here, since it imports this module).
@@ -534,7 +396,7 @@ def _resume_one(
         shown = "[green]completed[/green]" if outcome == "ok" else "[yellow]rolled back[/yellow]"
         console.print(
             f"[{i}/{n}] {escape(vid)}: {shown} {r.op}: {r.old_key} → {r.new_key or '—'} "
-            f"({_seconds(start)})"
+            f"({seconds(start)})"
         )
         records.append(make_record(target.host, ds.id, "resume", outcome, old_key=r.old_key,
                                    new_key=r.new_key, detail=r.outcome, journal_op=r.op,

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from campus_provision.cli import volumes_rotate
+from campus_provision.cli import volumes_common
 from campus_provision.keys.volumes import KEYFILE_BYTES, VolumeKeystore
 from campus_provision.volumes import load
 from campus_provision.volumes.backend import LocalFileBackend, Pbkdf
@@ -53,7 +53,7 @@ def _no_login_probe(monkeypatch: pytest.MonkeyPatch) -> list[tuple[list[str], st
         calls.append((hosts, admin))
         return {}
 
-    monkeypatch.setattr(volumes_rotate, "login_users", probe)
+    monkeypatch.setattr(volumes_common, "login_users", probe)
     return calls
 
 

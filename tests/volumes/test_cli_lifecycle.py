@@ -249,14 +249,14 @@ def on_mirror(pc: Pc, mirror: Mirror, monkeypatch: pytest.MonkeyPatch) -> Path:
     data = b"rows\n"
     (directory / "a.csv").write_bytes(data)
     (directory / "SHA256SUMS").write_text(f"{hashlib.sha256(data).hexdigest()}  a.csv\n")
-    prepare = volumes_lifecycle._prepare
+    prepare = volumes_lifecycle.prepare
 
     def here(*args: Any, **kwargs: Any) -> Any:
         run = prepare(*args, **kwargs)
         run.targets = [replace(t, mirror_url=mirror.url) for t in run.targets]
         return run
 
-    monkeypatch.setattr(volumes_lifecycle, "_prepare", here)
+    monkeypatch.setattr(volumes_lifecycle, "prepare", here)
     return directory
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from campus_provision.cli import app, volumes_rotate
+from campus_provision.cli import app, volumes_common, volumes_rotate
 from campus_provision.keys.signing import init_signing_key, load_public_key
 from campus_provision.keys.volumes import KEYFILE_BYTES, VolumeKeystore, volume_id
 from campus_provision.spec import load_spec
@@ -294,7 +294,7 @@ def test_the_login_is_probed_admin_first_as_provision_does(
         users.append((target.host, c.user, c.become))
         return FileVolume(fleet.header(dataset.id), fleet.keyfile(dataset.id), pbkdf=CHEAP)
 
-    monkeypatch.setattr(volumes_rotate, "login_users", probe)
+    monkeypatch.setattr(volumes_common, "login_users", probe)
     monkeypatch.setattr(volumes_rotate, "backend_factory", factory)
     monkeypatch.delenv("CAMPUS_ADMIN", raising=False)
     code, out = invoke("status", *fleet.args(str(EXAMPLE), CARD))
