@@ -45,17 +45,19 @@ lab-deps:
 
 # Unit tests in parallel, then the lab tests in two streams side by side, one per core:
 # the VM tests (each a QEMU PC under TCG, which keeps one core busy) and the container
-# tests. Each lab has its own prefix, and the image and bundle caches are locked, so the
-# streams never share a namespace or a half-built file. VM lines are marked "[vm]".
+# tests, which also take the short VM tests (marked vm_short) so that neither stream waits
+# long on the other. Each lab has its own prefix, and the image and bundle caches are
+# locked, so the streams never share a namespace or a half-built file. VM-stream lines are
+# marked "[vm]"; each stream ends with its slowest tests.
 test: setup lab-deps
 	$(BIN)/pytest -n 2 -m "not lab" $(PYTEST_ARGS)
 	$(MAKE) test-lab
 
 test-lab: setup
 	@export PATH="$(CURDIR)/$(BIN):$$PATH"; rcfile=$$(mktemp /tmp/campus-vm-tests.XXXXXX); \
-	{ $(BIN)/pytest -p no:cacheprovider -m "lab and vm" -v $(PYTEST_ARGS) 2>&1; \
-	  echo $$? >$$rcfile; } | sed -u 's/^/[vm] /' & vm=$$!; \
-	$(BIN)/pytest -m "lab and not vm" -v $(PYTEST_ARGS); rc=$$?; \
+	{ $(BIN)/pytest -p no:cacheprovider -m "lab and vm and not vm_short" -v --durations=12 \
+	    $(PYTEST_ARGS) 2>&1; echo $$? >$$rcfile; } | sed -u 's/^/[vm] /' & vm=$$!; \
+	$(BIN)/pytest -m "lab and (not vm or vm_short)" -v --durations=12 $(PYTEST_ARGS); rc=$$?; \
 	wait $$vm; vmrc=$$(cat $$rcfile); rm -f $$rcfile; \
 	echo "lab tests: containers exit $$rc, VMs exit $$vmrc"; \
 	[ $$rc -eq 0 ] && [ "$$vmrc" = 0 ]

@@ -227,6 +227,7 @@ def test_pcs_follow_the_campus_ntp_server(audit_lab: Lab) -> None:
 
 
 @pytest.mark.vm
+@pytest.mark.vm_short
 def test_auditd_on_a_vm_watches_datasets_and_modules(audit_vm_lab: Lab, tmp_path: Path) -> None:
     lab = audit_vm_lab
     assert lab.host(VM).driver == "qemu"

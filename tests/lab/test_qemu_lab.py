@@ -13,7 +13,7 @@ from campus_provision.lab.state import LabPaths
 from campus_provision.verify.runner import Target, run_checks
 from tests.lab.conftest import ssh
 
-pytestmark = [pytest.mark.lab, pytest.mark.vm]
+pytestmark = [pytest.mark.lab, pytest.mark.vm, pytest.mark.vm_short]
 Lab = tuple[LabPaths, UpResult]
 
 
