@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import traceback
@@ -65,6 +66,40 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(report.app, name="report")
 app.add_typer(bundle.app, name="bundle")
 app.add_typer(volumes.app, name="volumes")
+
+
+def reflow(doc: str) -> str:
+    """``doc`` with each paragraph on one line, so the terminal wraps it once.
+
+    Rich keeps a docstring's single line breaks, and a terminal narrower than the source
+    then breaks each line again, leaving ragged half-lines. Lines starting a bullet
+    (``- ``) keep their break; a paragraph starting with ``\\b`` is left as written.
+    """
+    paragraphs = []
+    for paragraph in inspect.cleandoc(doc).split("\n\n"):
+        if paragraph.startswith("\b"):
+            paragraphs.append(paragraph)
+            continue
+        lines: list[str] = []
+        for line in paragraph.splitlines():
+            if lines and not line.lstrip().startswith(("- ", "* ")):
+                lines[-1] = f"{lines[-1]} {line.strip()}"
+            else:
+                lines.append(line.rstrip())
+        paragraphs.append("\n".join(lines))
+    return "\n\n".join(paragraphs)
+
+
+def _reflow_help(typer_app: typer.Typer) -> None:
+    for command in typer_app.registered_commands:
+        if command.help is None and command.callback is not None and command.callback.__doc__:
+            command.callback.__doc__ = reflow(command.callback.__doc__)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _reflow_help(group.typer_instance)
+
+
+_reflow_help(app)
 
 
 def main() -> None:

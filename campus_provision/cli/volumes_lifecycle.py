@@ -296,8 +296,9 @@ def _load(
     through the volume's ACL, then hashed again on the PC; files there already are skipped.
     Exit 0 when every PC holds the dataset; 1 otherwise.
 
-    Examples: campus-provision volumes load SPEC card-spending-2025 --from /srv/staging/card
-    ; campus-provision volumes load SPEC card-spending-2025 --from-mirror
+    Example: campus-provision volumes load SPEC card-spending-2025 --from /srv/staging/card
+
+    Example: campus-provision volumes load SPEC card-spending-2025 --from-mirror
     """
     started = now_iso()
     records: list[OperationRecord] = []

@@ -128,3 +128,52 @@ def test_help_shows_defaults_in_brackets(
     monkeypatch.setenv("COLUMNS", "300")
     result = run_cli(*command, "--help")
     assert shown in " ".join(result.output.split())
+
+
+def test_reflow_joins_a_paragraph_and_keeps_bullets_and_verbatim_blocks() -> None:
+    doc = """Summary line.
+
+    A paragraph wrapped
+    at the source's width.
+
+    - a bullet
+      that goes on
+    - another
+
+    \b
+    kept
+    as written
+    """
+    assert cli.reflow(doc) == (
+        "Summary line.\n\nA paragraph wrapped at the source's width.\n\n"
+        "- a bullet that goes on\n- another\n\n\b\nkept\nas written"
+    )
+
+
+def _help_paths(group: object, prefix: list[str]) -> list[list[str]]:
+    found = []
+    for command in group.registered_commands:  # type: ignore[attr-defined]
+        found.append([*prefix, command.name or command.callback.__name__])
+    for sub in group.registered_groups:  # type: ignore[attr-defined]
+        found += _help_paths(sub.typer_instance, [*prefix, sub.name])
+    return found
+
+
+@pytest.mark.parametrize(
+    "command", _help_paths(cli.app, []), ids=lambda c: " ".join(c) if isinstance(c, list) else c
+)
+def test_every_help_paragraph_is_wrapped_once_by_the_terminal(
+    command: list[str], run_cli: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Wide enough, no paragraph of a command's help breaks a line before the terminal's
+    edge: the source's line breaks are gone (a break now means the paragraph ended)."""
+    monkeypatch.setenv("COLUMNS", "1000")
+    result = run_cli(*command, "--help")
+    assert result.exit_code == 0, result.output
+    body = result.output.split("╭")[0]  # the text above the argument and option panels
+    lines = [line.strip() for line in body.splitlines()]
+    text = [line for line in lines if line and not line.startswith(("Usage:", "- "))]
+    # Every line of prose ends a sentence (or a list, a colon, an example's last word).
+    ragged = [line for line in text[1:] if not line.endswith((".", ":", ")", ";")) and
+              not line.startswith("Example")]  # fmt: skip
+    assert ragged == [], ragged
