@@ -19,6 +19,12 @@ ssh gets ``BatchMode``, ``ConnectTimeout`` and keepalives, and every command a b
 timeout; an unreachable PC (ssh's exit 255), a refused ``sudo -n`` or a timeout is one
 :class:`~campus_provision.volumes.VolumeError` naming the host.
 
+One connection per PC is shared by the commands of one process (``ControlMaster``): an
+SSH handshake costs seconds on a slow PC, and an operation takes a dozen commands. The
+sockets live in a private directory of this process (0700, never shared with another
+process or lab); at exit each master is told to stop and the directory goes. A process
+that is killed leaves its masters to stop by themselves after ``ControlPersist``.
+
 API (stable; later changes are additive): ``SshBackend(connection, dataset_id, *,
 pbkdf=None, timeout=300, device=None, keyfile=None)``; ``ssh_argv(connection, remote)``;
 ``remote_command(connection, argv)``.
@@ -26,10 +32,14 @@ pbkdf=None, timeout=300, device=None, keyfile=None)``; ``ssh_argv(connection, re
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import re
 import shlex
+import shutil
 import subprocess
-from pathlib import PurePosixPath
+import tempfile
+from pathlib import Path, PurePosixPath
 
 from campus_provision.keys.volumes import KEYFILE_BYTES
 from campus_provision.volumes import VolumeError
@@ -86,9 +96,38 @@ def remote_command(connection: Connection, argv: list[str]) -> str:
     return shlex.join([*prefix, "env", "LC_ALL=C", _REMOTE_PATH, *argv])
 
 
+CONTROL_PERSIST = 15  # seconds a master idles before it stops (a killed process's too)
+_control_dir: Path | None = None
+
+
+def _stop_masters() -> None:
+    """Tell each master of this process to stop, then remove the socket directory."""
+    global _control_dir
+    directory, _control_dir = _control_dir, None
+    if directory is None:
+        return
+    for socket in directory.iterdir():
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            subprocess.run(  # noqa: S603 - fixed words and our own socket's path
+                ["ssh", "-O", "exit", "-o", f"ControlPath={socket}", "campus-pc"],  # noqa: S607
+                capture_output=True, timeout=10, check=False,
+            )  # fmt: skip
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def control_options() -> list[str]:
+    """ssh options sharing one connection per PC within this process (see the module doc)."""
+    global _control_dir  # noqa: PLW0603 - made once, on first use
+    if _control_dir is None:
+        _control_dir = Path(tempfile.mkdtemp(prefix="cp-ssh-"))
+        atexit.register(_stop_masters)
+    return ["-o", "ControlMaster=auto", "-o", f"ControlPath={_control_dir}/%C",
+            "-o", f"ControlPersist={CONTROL_PERSIST}"]  # fmt: skip
+
+
 def ssh_argv(connection: Connection, remote: str) -> list[str]:
     """The ssh command line running ``remote`` (a :func:`remote_command`) on the PC."""
-    argv = ["ssh", *connection.ssh_args]
+    argv = ["ssh", *connection.ssh_args, *control_options()]
     argv += ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT}",
              "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"]  # fmt: skip
     if connection.port is not None:

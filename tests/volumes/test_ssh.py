@@ -12,6 +12,7 @@ import os
 import shlex
 import stat
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -188,3 +189,24 @@ def test_a_short_key_file_write_is_refused_and_leaves_nothing(local_ssh: Path) -
     missing = SshBackend(LAB, "ds1", device="/dev/null", keyfile=str(local_ssh / "no/ds1.key"))
     with pytest.raises(VolumeError, match="no such directory"):
         missing.install_keyfile(KEY)
+
+
+def test_one_connection_per_pc_is_shared_in_a_private_directory_and_stopped_at_exit() -> None:
+    """Within one process every command of a PC goes over one master connection whose
+    socket is in a 0700 directory of that process; at exit the directory goes."""
+    script = (
+        "import os, stat, sys\n"
+        "from campus_provision.volumes import ssh\n"
+        "from tests.volumes.test_ssh import LAB\n"
+        "a, b = ssh.ssh_argv(LAB, 'true'), ssh.ssh_argv(LAB, 'false')\n"
+        "path = next(o for o in a if o.startswith('ControlPath='))\n"
+        "assert path in b and 'ControlMaster=auto' in a, a\n"
+        "directory = path.removeprefix('ControlPath=').removesuffix('/%C')\n"
+        "assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700\n"
+        "print(directory)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=Path(__file__).parents[2], timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    directory = Path(done.stdout.strip())
+    assert directory.name.startswith("cp-ssh-") and not directory.exists()
