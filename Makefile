@@ -16,12 +16,14 @@ LAB_PACKAGES := debootstrap systemd-container iproute2 netcat-openbsd openssh-cl
 .PHONY: help setup lab-deps test test-fast test-lab lint fmt bench demo demo-campus demo-vm demo-clean render clean lab-down lab-up
 
 help:
-	@echo "make demo       the example campus in the lab: publish its bundle, provision, verify, report"
+	@echo "make demo       the example campus in the lab: publish its bundle, provision, verify, report;"
+	@echo "                then a QEMU PC: dataset volumes created, loaded, key rotated, verified"
 	@echo "make demo-clean take down whatever a demo left running"
 	@echo "make test       every test: unit tests, then the lab tests (root; real hosts)"
 	@echo "make test-fast  unit tests only, for quick iteration"
 	@echo "make lint       ruff, mypy --strict, yamllint, ansible-lint"
-	@echo "make bench      render 10,000 PCs; verify over SSH vs --force-ansible (root)"
+	@echo "make bench      render 10,000 PCs; bundle; verify over SSH vs --force-ansible;"
+	@echo "                provision tuned vs stock ansible-core; rotate a key on 1 and 2 VMs (root)"
 	@echo "make setup      build $(VENV) with campus-provision and its dev tools"
 
 setup: $(STAMP)
