@@ -23,7 +23,8 @@ One connection per PC is shared by the commands of one process (``ControlMaster`
 SSH handshake costs seconds on a slow PC, and an operation takes a dozen commands. The
 sockets live in a private directory of this process (0700, never shared with another
 process or lab); at exit each master is told to stop and the directory goes. A process
-that is killed leaves its masters to stop by themselves after ``ControlPersist``.
+that is killed leaves its masters to stop by themselves after ``ControlPersist``, and the
+next process removes the directory it left (named after its pid).
 
 API (stable; later changes are additive): ``SshBackend(connection, dataset_id, *,
 pbkdf=None, timeout=300, device=None, keyfile=None)``; ``ssh_argv(connection, remote)``;
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import os
 import re
 import shlex
 import shutil
@@ -115,11 +117,45 @@ def _stop_masters() -> None:
     shutil.rmtree(directory, ignore_errors=True)
 
 
+CONTROL_PREFIX = "cp-ssh-"
+_OWNER = re.compile(rf"{CONTROL_PREFIX}(\d+)-")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_control_dirs(root: Path) -> list[Path]:
+    """Remove the socket directories of processes that are gone (killed: no atexit ran).
+
+    Only this user's directories named ``cp-ssh-<pid>-*`` whose process no longer runs;
+    a master such a process left stops by itself after ``ControlPersist``.
+    """
+    removed = []
+    for directory in root.glob(f"{CONTROL_PREFIX}*-*"):
+        owner = _OWNER.match(directory.name)
+        try:
+            mine = directory.lstat().st_uid == os.getuid() and directory.is_dir()
+        except OSError:
+            continue
+        if owner and mine and not directory.is_symlink() and not _alive(int(owner.group(1))):
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(directory)
+    return removed
+
+
 def control_options() -> list[str]:
     """ssh options sharing one connection per PC within this process (see the module doc)."""
     global _control_dir  # noqa: PLW0603 - made once, on first use
     if _control_dir is None:
-        _control_dir = Path(tempfile.mkdtemp(prefix="cp-ssh-"))
+        sweep_stale_control_dirs(Path(tempfile.gettempdir()))
+        _control_dir = Path(tempfile.mkdtemp(prefix=f"{CONTROL_PREFIX}{os.getpid()}-"))
         atexit.register(_stop_masters)
     return ["-o", "ControlMaster=auto", "-o", f"ControlPath={_control_dir}/%C",
             "-o", f"ControlPersist={CONTROL_PERSIST}"]  # fmt: skip

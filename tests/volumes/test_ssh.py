@@ -20,6 +20,7 @@ import pytest
 
 from campus_provision.keys.volumes import VolumeKeystore
 from campus_provision.volumes import VolumeError
+from campus_provision.volumes import ssh as ssh_module
 from campus_provision.volumes.fleet import Connection
 from campus_provision.volumes.journal import default_journal_dir
 from campus_provision.volumes.rotate import rotate_key
@@ -210,3 +211,18 @@ def test_one_connection_per_pc_is_shared_in_a_private_directory_and_stopped_at_e
     assert done.returncode == 0, done.stderr
     directory = Path(done.stdout.strip())
     assert directory.name.startswith("cp-ssh-") and not directory.exists()
+
+
+def test_the_socket_directory_a_killed_process_left_is_swept_and_a_live_ones_kept(
+    tmp_path: Path,
+) -> None:
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True, timeout=60)  # fmt: skip
+    stale = tmp_path / f"cp-ssh-{gone.stdout.strip()}-abc123"
+    live = tmp_path / f"cp-ssh-{os.getpid()}-def456"
+    other = tmp_path / "cp-ssh-notapid"
+    for directory in (stale, live, other):
+        directory.mkdir()
+    (stale / "0123abcd").write_bytes(b"")  # a socket the dead master left
+    assert ssh_module.sweep_stale_control_dirs(tmp_path) == [stale]
+    assert not stale.exists() and live.is_dir() and other.is_dir()
