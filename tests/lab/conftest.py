@@ -15,6 +15,8 @@ from campus_provision.lab import control
 from campus_provision.lab.control import UpResult
 from campus_provision.lab.plan import LabHost
 from campus_provision.lab.state import LabPaths, state_dir_from_env
+from campus_provision.provision.events import parse_event
+from campus_provision.provision.runner import RunResult
 from tests.conftest import EXAMPLE
 
 VENV_BIN = Path(sys.executable).parent
@@ -99,3 +101,19 @@ def login_inventory(paths: LabPaths, directory: Path, limit: str = "all") -> Pat
     inventory = paths.inventory / "hosts.yml"
     users = choose_users(inventory, limit, control.lab_admin(paths))
     return overlay_inventory(inventory, directory, users)
+
+
+def tasks_with(run: RunResult, kind: str) -> dict[str, set[str]]:
+    """Per host, the tasks whose result was ``kind`` ("changed", "skipped", ...), from the
+    run's events.jsonl, without their control ids."""
+    found: dict[str, set[str]] = {}
+    for line in (run.run_dir / "events.jsonl").read_text(encoding="utf-8").splitlines():
+        event = parse_event(line)
+        if event is not None and event.kind == kind and event.host and event.task:
+            found.setdefault(event.host, set()).add(event.task.partition(" | ")[0])
+    return found
+
+
+def changed_tasks(run: RunResult) -> dict[str, set[str]]:
+    """Per host, the tasks that reported changed."""
+    return tasks_with(run, "changed")

@@ -14,9 +14,11 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import yaml
 
 from campus_provision.lab import control
 from campus_provision.lab.control import UpResult
@@ -24,7 +26,16 @@ from campus_provision.lab.state import LabPaths, read_record
 from campus_provision.paths import playbooks_dir
 from campus_provision.provision.runner import RunResult, run_playbook
 from campus_provision.verify.runner import Target, run_checks
-from tests.lab.conftest import VENV_BIN, lab_paths, login_inventory, require_lab, small_spec, ssh
+from tests.lab.conftest import (
+    VENV_BIN,
+    changed_tasks,
+    lab_paths,
+    login_inventory,
+    require_lab,
+    small_spec,
+    ssh,
+    tasks_with,
+)
 
 pytestmark = pytest.mark.lab
 PCS = ("sgm-a01", "sgm-a02")
@@ -156,6 +167,48 @@ def test_two_pcs_install_from_the_mirror_only_and_converge(lab: Lab, tmp_path: P
     second = provision(lab, "site.yml", ",".join((*PCS, "sgm-mirror")), tmp_path)
     assert second.ok()
     assert {h.host: h.changed for h in second.hosts} == dict.fromkeys((*PCS, "sgm-mirror"), 0)
+
+
+def test_drift_is_put_back_and_only_drift_costs_a_change(lab: Lab, tmp_path: Path) -> None:
+    # The roles skip what their first reads find in place (accounts, held packages, apt's
+    # timers) without a round trip: what drifted on sgm-a01 must still be put back, and
+    # nothing else on it or on sgm-a02 may change.
+    site_vars = lab.paths.inventory / "group_vars" / "site_sangam.yml"
+    analysts = yaml.safe_load(site_vars.read_text(encoding="utf-8"))["campus_site_analysts"]
+    moved, reshelled = (SimpleNamespace(**a) for a in analysts[:2])
+    left_group = moved.groups[0]
+    pc = lab.host("sgm-a01")
+    pin = next(iter(PINS))
+    drift = ssh(lab.paths, pc, f"gpasswd --delete {moved.username} {left_group} && "
+                f"rm -rf /home/{moved.username} && usermod -s /bin/sh {reshelled.username} && "
+                f"apt-mark unhold {pin} && systemctl enable --now apt-daily.timer")  # fmt: skip
+    assert drift.returncode == 0, drift.stderr
+
+    run = provision(lab, "workstations.yml", ",".join(PCS), tmp_path)
+    assert run.ok(), [h for h in run.hosts if h.failed or h.unreachable]
+    assert changed_tasks(run) == {
+        "sgm-a01": {
+            "campus_apt_client : Stop and disable apt's daily timers",
+            "campus_accounts : Create an account per analyst, in their groups",
+            "campus_software : Hold the pinned packages at their versions",
+        }
+    }
+    # On sgm-a02, where nothing drifted, those loops never went to the PC.
+    assert {
+        "campus_apt_client : Stop and disable apt's daily timers",
+        "campus_accounts : Create a group per analyst group of the spec",
+        "campus_accounts : Create an account per analyst, in their groups",
+        "campus_accounts : Create an account per admin, in sudo, password locked",
+        "campus_software : Hold the pinned packages at their versions",
+    } <= tasks_with(run, "skipped")["sgm-a02"]
+    state = ssh(lab.paths, pc, f"id -nG {moved.username}; test -d /home/{moved.username} && "
+                f"echo home; getent passwd {reshelled.username} | cut -d: -f7; "
+                f"apt-mark showhold; systemctl is-enabled apt-daily.timer; "
+                "systemctl is-active apt-daily.timer")  # fmt: skip
+    lines = state.stdout.splitlines()
+    assert left_group in lines[0].split() and lines[1] == "home", state.stdout
+    assert lines[2] != "/bin/sh" and set(lines[3:-2]) == set(PINS), state.stdout
+    assert lines[-2:] == ["disabled", "inactive"], state.stdout
 
 
 def test_a_tampered_deb_is_refused_and_the_mirror_keeps_serving(lab: Lab, tmp_path: Path) -> None:

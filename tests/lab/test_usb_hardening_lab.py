@@ -24,7 +24,7 @@ from campus_provision.lab.plan import Driver, LabHost
 from campus_provision.lab.state import LabPaths, read_record
 from campus_provision.provision.runner import RunResult, run_playbook
 from campus_provision.verify.runner import Target, run_checks
-from tests.lab.conftest import lab_paths, require_lab, small_spec
+from tests.lab.conftest import changed_tasks, lab_paths, require_lab, small_spec, tasks_with
 
 pytestmark = pytest.mark.lab
 PCS = ("sgm-a01", "sgm-a02")
@@ -207,6 +207,33 @@ class TestContainers:
         check = lab.play(tmp_path, PCS, check=True, tags=ROLES)
         assert check.ok(), _failure(check)
         assert _changed(check) == dict.fromkeys(PCS, 0), _changed_tasks(check)
+
+    def test_a_unit_started_again_is_masked_and_stopped_again(
+        self, lab: Lab, tmp_path: Path
+    ) -> None:
+        # One systemctl read decides which units the roles touch: what someone unmasked and
+        # started on sgm-a02 must be masked and stopped again, and nothing else changes.
+        out = lab.ssh("sgm-a02", "systemctl unmask cups.service udisks2.service && "
+                      "systemctl start cups.service udisks2.service && "
+                      "systemctl is-active cups.service udisks2.service")  # fmt: skip
+        assert out.returncode == 0 and out.stdout.split() == ["active", "active"], out
+        run = lab.play(tmp_path, PCS, tags=ROLES)
+        assert run.ok(), _failure(run)
+        assert changed_tasks(run) == {
+            "sgm-a02": {
+                "campus_hardening : Mask the print services",
+                "campus_hardening : Stop the print services that run",
+                "campus_usb : Mask the automount services",
+                "campus_usb : Stop the automount services that run",
+            }
+        }
+        assert {
+            "campus_hardening : Mask the print services",
+            "campus_usb : Mask the automount services",
+        } <= tasks_with(run, "skipped")["sgm-a01"]
+        units = "cups.service udisks2.service"
+        state = lab.ssh("sgm-a02", f"systemctl is-enabled {units}; systemctl is-active {units}")
+        assert state.stdout.split() == ["masked", "masked", "inactive", "inactive"], state
 
     def test_usbguard_switched_on_without_the_package_fails_clearly(
         self, lab: Lab, tmp_path: Path
