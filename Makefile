@@ -7,6 +7,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SPEC   ?= inventories/seoul/campus.yml
 PYTEST_ARGS ?=
+# make bench MITOGEN=DIR: also measure mitogen, from a `pip install --target DIR mitogen`.
+MITOGEN ?=
 
 # Host packages the lab needs (namespaces, containers, VMs, image building).
 LAB_PACKAGES := debootstrap systemd-container iproute2 netcat-openbsd openssh-client \
@@ -23,7 +25,8 @@ help:
 	@echo "make test-fast  unit tests only, for quick iteration"
 	@echo "make lint       ruff, mypy --strict, yamllint, ansible-lint"
 	@echo "make bench      render 10,000 PCs; bundle; verify over SSH vs --force-ansible;"
-	@echo "                provision tuned vs stock ansible-core; rotate a key on 1 and 2 VMs (root)"
+	@echo "                provision tuned vs stock ansible-core; rotate a key on 1 and 2 VMs (root);"
+	@echo "                MITOGEN=DIR also measures mitogen (DIR from 'pip install --target DIR mitogen')"
 	@echo "make setup      build $(VENV) with campus-provision and its dev tools"
 
 setup: $(STAMP)
@@ -83,7 +86,8 @@ bench: setup lab-deps
 	$(BIN)/python bench/bench_render.py
 	$(BIN)/python bench/bench_bundle.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/bench_verify.py
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/bench_provision.py --profile
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/bench_provision.py --profile \
+		$(if $(MITOGEN),--mitogen --mitogen-path $(MITOGEN))
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/bench_rotate.py
 
 render: setup
