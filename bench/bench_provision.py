@@ -80,6 +80,7 @@ class Run:
     failed: dict[str, int]
     run_dir: str
     changed_tasks: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # "host: task: message", first 3 lines
 
     def ok(self, hosts: list[str]) -> bool:
         return self.rc == 0 and set(self.changed) == set(hosts) and not any(self.failed.values())
@@ -209,6 +210,18 @@ def changed_tasks_from_events(run_dir: Path) -> list[str]:
     return out
 
 
+def failures_from_events(run_dir: Path) -> list[str]:
+    """Each failed or unreachable result: host, task and Ansible's message (one line)."""
+    out = []
+    with contextlib.suppress(OSError):
+        for line in (run_dir / runner.EVENTS_FILE).read_text().splitlines():
+            event = json.loads(line)
+            if event.get("kind") in ("failed", "unreachable"):
+                msg = " ".join(str(event.get("msg") or "").split())[:400]
+                out.append(f"{event.get('host')}: {event.get('task')}: {msg}")
+    return out
+
+
 def run_tuned(inventory: Path, run_dir: Path, extra: dict[str, str]) -> Run:
     """The workstations play exactly as ``provision --lab`` runs it."""
     result = runner.run_playbook(PLAYBOOK, inventory, run_dir, extra_vars=extra,
@@ -220,6 +233,7 @@ def run_tuned(inventory: Path, run_dir: Path, extra: dict[str, str]) -> Run:
         failed={h.host: h.failed + h.unreachable for h in result.hosts},
         run_dir=str(run_dir),
         changed_tasks=changed_tasks_from_events(run_dir),
+        failures=failures_from_events(run_dir),
     )
 
 
@@ -277,7 +291,9 @@ def run_stock(inventory: Path, run_dir: Path, extra: dict[str, str], control_dir
             changed[host] = int(match.group(3))
             failed[host] = int(match.group(4)) + int(match.group(5))
     tasks = re.findall(r"^changed: \[([^\]]+)\]", text, flags=re.MULTILINE)
-    return Run(seconds, rc, changed, failed, str(run_dir), [f"{h}: (see log)" for h in tasks])
+    fatal = [" ".join(m.split())[:400] for m in re.findall(r"^fatal: .*$", text, re.MULTILINE)]
+    return Run(seconds, rc, changed, failed, str(run_dir), [f"{h}: (see log)" for h in tasks],
+               fatal)  # fmt: skip
 
 
 @dataclass
@@ -304,7 +320,10 @@ def measure(
               f"changed {sum(result.changed.values())}, {verdict}", flush=True)  # fmt: skip
         out[phase] = asdict(result) | {"ok": ok}
         if not ok:
-            print(f"   see {run_dir}/ansible.log", flush=True)
+            for failure in result.failures[:4]:
+                print(f"     {failure}", flush=True)
+            print(f"   log: {run_dir}/ansible.log (removed at the end unless --keep-runs DIR)",
+                  flush=True)  # fmt: skip
             break
     return out
 
@@ -360,6 +379,13 @@ def parse_args() -> argparse.Namespace:
         help="keep the run directories here (default: a temp dir, removed)",
     )
     parser.add_argument(
+        "--only",
+        action="append",
+        choices=["tuned", "stock", "mitogen"],
+        default=None,
+        help="measure only this configuration (repeatable; for diagnosis, no ratios)",
+    )
+    parser.add_argument(
         "--report",
         type=Path,
         default=None,
@@ -369,7 +395,11 @@ def parse_args() -> argparse.Namespace:
 
 
 def measure_all(
-    paths: LabPaths, up: control.UpResult, strategy: Path | None, work: Path
+    paths: LabPaths,
+    up: control.UpResult,
+    strategy: Path | None,
+    work: Path,
+    only: list[str] | None = None,
 ) -> dict[str, Any]:
     """Each configuration on fresh PCs, in order: tuned, stock, mitogen (if any)."""
     pcs = [h for h in up.plan.hosts if h.role == "workstation"]
@@ -391,6 +421,8 @@ def measure_all(
                 return run_tuned(inv, d, extra)
 
         configs.append(Config("mitogen", mitogen))
+    if only:
+        configs = [c for c in configs if c.name in only]
     print(f"{len(pcs)} PCs: {', '.join(h.name for h in pcs)} (lab up in {up.seconds:.0f} s)")
     results: dict[str, Any] = {}
     for i, config in enumerate(configs):
@@ -417,7 +449,7 @@ def main() -> int:
     mine = machine()
     labs_before = other_labs()
     strategy, mitogen_note = (None, "not asked (--mitogen)")
-    if args.mitogen:
+    if args.mitogen or "mitogen" in (args.only or []):
         strategy, mitogen_note = mitogen_strategy_dir(args.mitogen_path)
         print(f"mitogen: {mitogen_note}" + ("" if strategy else "; skipped"), flush=True)
     work = (args.keep_runs or Path(tempfile.mkdtemp(prefix="bench-provision-"))).absolute()
@@ -425,7 +457,7 @@ def main() -> int:
     print(f"lab {PREFIX}: {PER_SITE} nspawn PCs per site + service hosts, mirror", flush=True)
     try:
         up = control.up(EXAMPLE, paths, per_site=PER_SITE, mirror=True)
-        results = measure_all(paths, up, strategy, work)
+        results = measure_all(paths, up, strategy, work, args.only)
         labs = sorted(set(labs_before) | set(other_labs()))
         # Saved before the lab goes: a teardown that fails must not lose the measurements.
         code = report(results, mine, labs, mitogen_note, args.profile)
@@ -522,7 +554,10 @@ def report(
         speed = ratio(
             seconds_of(results, "tuned", "first"), seconds_of(results, "mitogen", "first")
         )
-        said = f"tuned/mitogen first run {speed}x" if speed else "its runs failed (see above)"
+        failures = [f for phase in ("first", "rerun")
+                    for f in results["mitogen"].get(phase, {}).get("failures", [])]  # fmt: skip
+        said = (f"tuned/mitogen first run {speed}x" if speed
+                else f"its runs failed: {failures[0] if failures else '(see above)'}")  # fmt: skip
         print(f"mitogen: {mitogen_note}; {said}")
     else:
         print(f"mitogen: {mitogen_note}")
@@ -544,6 +579,7 @@ def report(
         "date": stamp, "machine": mine, "other_labs": labs, "pcs": 4, "playbook": str(PLAYBOOK),
         "stock_means": STOCK_MEANS, "mitogen": mitogen_note, "configs": results,
         "ratios_stock_over_tuned": ratios, "profile_tuned_top": profiles, "ok": good,
+        "only": sorted(results),
     }  # fmt: skip
     target = out / f"provision-{stamp}.json"
     target.write_text(json.dumps(data, indent=2) + "\n")
