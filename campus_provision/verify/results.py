@@ -57,9 +57,21 @@ class RunResults:
     schema: str = SCHEMA
     notes: list[str] = field(default_factory=list)
 
+    def missing(self) -> list[tuple[str, str]]:
+        """The (host, control) cells of this run that have no result, in run order.
+
+        A run is complete only when every selected control has a result on every selected
+        host: a crashed pytest worker or a lost report leaves a cell empty, and an empty
+        cell proves nothing.
+        """
+        seen = {(r.host, r.control) for r in self.results}
+        return [(h, c) for h in self.hosts for c in self.controls if (h, c) not in seen]
+
     def passed(self) -> bool:
-        """True when every result passed, was waived, or does not apply."""
-        return all(r.status in ("pass", "waived", "not_applicable") for r in self.results)
+        """True when the run is complete and every result passed, was waived, or does not apply."""
+        return not self.missing() and all(
+            r.status in ("pass", "waived", "not_applicable") for r in self.results
+        )
 
     def counts(self) -> dict[str, int]:
         """How many results have each status."""

@@ -27,7 +27,7 @@ from campus_provision.errors import VerifyError
 from campus_provision.render import build_inventory
 from campus_provision.spec.controls import load_catalogue
 from campus_provision.spec.model import Campus
-from campus_provision.verify.results import ControlResult, RunResults, Status, Waiver
+from campus_provision.verify.results import STATUSES, ControlResult, RunResults, Status, Waiver
 
 CHECKS_DIR = Path(__file__).resolve().parent.parent / "checks"
 Progress = Callable[[int, int], None]
@@ -45,6 +45,7 @@ class Target:
     workers: int = 4
     probe: str | None = None
     force_ansible: bool = False
+    checks_dir: Path = CHECKS_DIR  # the catalogue's checks; a test may bring its own
 
 
 def spec_digest(spec: Path) -> str:
@@ -122,8 +123,8 @@ def run_checks(target: Target, junit: Path, progress: Progress | None = None) ->
         ini = Path(tmp) / "pytest.ini"
         ini.write_text("[pytest]\naddopts =\njunit_family = xunit2\n")
         cmd = [
-            sys.executable, "-m", "pytest", str(CHECKS_DIR), "-c", str(ini),
-            "--rootdir", str(CHECKS_DIR), "-p", "no:cacheprovider", "-q", "--no-header",
+            sys.executable, "-m", "pytest", str(target.checks_dir), "-c", str(ini),
+            "--rootdir", str(target.checks_dir), "-p", "no:cacheprovider", "-q", "--no-header",
             "-o", "console_output_style=classic",
             f"--hosts={','.join('ansible://' + h for h in hosts)}",
             f"--ansible-inventory={target.inventory}",
@@ -159,8 +160,8 @@ def run_checks(target: Target, junit: Path, progress: Progress | None = None) ->
             tail = "\n".join(log.read_text().splitlines()[-15:])
             raise VerifyError(f"the checks did not run (pytest exit {proc.returncode}):\n{tail}")
     finished = dt.datetime.now(dt.UTC)
-    results = apply_waivers(target.campus, [_result(r) for r in records], finished.date())
-    results.sort(key=lambda r: (r.host, r.control))
+    results = complete_results(hosts, controls, [_result(r) for r in records])
+    results = apply_waivers(target.campus, results, finished.date())
     return RunResults(
         campus=target.campus.campus.name,
         spec_sha256=target.spec_sha256,
@@ -179,6 +180,38 @@ def _count_lines(path: Path) -> int:
             return sum(1 for _ in fh)
     except OSError:
         return 0
+
+
+NO_RESULT = (
+    "no result: the check never reported for this host (a pytest worker crashed or its "
+    "report was lost); an unseen control is not a pass"
+)
+
+
+def complete_results(
+    hosts: list[str], controls: list[str], results: list[ControlResult]
+) -> list[ControlResult]:
+    """Exactly one result per (host, control) of the run, sorted.
+
+    A cell without a result becomes an *error* naming what is missing, so the exit code,
+    the summary, ``results.json`` and the report all say the same thing. A cell reported
+    twice (a worker restarted mid-check) keeps its worst result. Results for hosts or
+    controls outside the run are dropped: they were not asked for.
+    """
+    rank = {status: i for i, status in enumerate(STATUSES)}  # fail first: the worst
+    cells: dict[tuple[str, str], ControlResult] = {}
+    for r in results:
+        if r.host not in hosts or r.control not in controls:
+            continue
+        key = (r.host, r.control)
+        if key not in cells or rank[r.status] < rank[cells[key].status]:
+            cells[key] = r
+    for host in hosts:
+        for control in controls:
+            cells.setdefault(
+                (host, control), ControlResult(host, control, "error", NO_RESULT, "", 0.0)
+            )
+    return sorted(cells.values(), key=lambda r: (r.host, r.control))
 
 
 def _result(record: dict[str, object]) -> ControlResult:
