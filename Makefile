@@ -146,7 +146,7 @@ demo-vm: setup lab-deps
 	@set -e; vm="--lab --prefix $(DEMO_VM_PREFIX) --limit $(DEMO_VM_PC)"; \
 	ev=$(DEMO_EVIDENCE); sample=$$ev-sample; \
 	trap '$(BIN)/campus-provision lab down --prefix $(DEMO_VM_PREFIX) >/dev/null' EXIT; \
-	rm -rf $$ev-vm $$ev-vm-bare $$ev-volumes-* $$sample; \
+	rm -rf $$ev-vm $$ev-vm-* $$ev-volumes-* $$sample; \
 	$(BIN)/campus-provision lab up $(SPEC) --driver qemu --per-site 1 --site sangam \
 		--prefix $(DEMO_VM_PREFIX); \
 	echo "== verify the VM's volume controls bare: they must fail"; \
