@@ -49,11 +49,13 @@ def test_a_run_with_an_empty_cell_has_not_passed() -> None:
     run = RunResults("c", "0" * 64, "t0", "t1", {}, HOSTS, CONTROLS, results)
     assert run.missing() == [("sgm-a02", "CP-PRN-01")]
     assert not run.passed()
-    whole = RunResults("c", "0" * 64, "t0", "t1", {}, HOSTS, CONTROLS, [*results, ok("sgm-a02", "CP-PRN-01")])
+    whole = RunResults(
+        "c", "0" * 64, "t0", "t1", {}, HOSTS, CONTROLS, [*results, ok("sgm-a02", "CP-PRN-01")]
+    )
     assert whole.missing() == [] and whole.passed()
 
 
-CHECKS = '''
+CHECKS = """
 import os
 from campus_provision.checks.conftest import Evidence
 
@@ -63,7 +65,7 @@ def test_CP_NET_01_reports(host, evidence: Evidence) -> None:
 def test_CP_PRN_01_kills_its_worker(host, evidence: Evidence) -> None:
     evidence.run("true")
     os._exit(3)  # a worker that dies mid-check: xdist reports a crash, never our record
-'''
+"""
 
 
 @pytest.fixture
