@@ -13,7 +13,7 @@ import re
 import shlex
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -91,6 +91,51 @@ def family_enabled(hostvars: dict[str, Any], family: str) -> None:
 def not_applicable(reason: str) -> None:
     """Mark the control not applicable on this host, with the reason."""
     pytest.skip(f"not applicable: {reason}")
+
+
+def probe_failed(why: str) -> NoReturn:
+    """End the check as an *error*: its probe could not run, so an absence proves nothing."""
+    pytest.fail(f"probe error: {why}; what it did not see is not a pass", pytrace=False)
+
+
+CONTROL_UNIT = "ssh.service"  # we are logged in over SSH: it must read as active
+
+
+def unit_states(evidence: Evidence, units: tuple[str, ...]) -> dict[str, tuple[str, str]]:
+    """Each unit's (ActiveState, UnitFileState), read in one ``systemctl show``.
+
+    Its positive control is sshd's unit in the same call: it must read as active, so a
+    ``systemctl`` that is missing, refused or talking to no manager is an error, not a
+    row of "inactive" units. A unit that is not installed reads (inactive, "").
+    """
+    shown = evidence.run(
+        "systemctl show --property=Id,ActiveState,UnitFileState "
+        + " ".join(quote(u) for u in (CONTROL_UNIT, *units))
+    )
+    blocks = [
+        dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        for block in shown.stdout.strip().split("\n\n")
+    ]
+    if shown.rc != 0 or len(blocks) != len(units) + 1:
+        probe_failed(f"systemctl show did not answer for every unit (exit {shown.rc})")
+    if blocks[0].get("ActiveState") != "active":
+        probe_failed(f"systemctl does not see {CONTROL_UNIT} active, though we came in over SSH")
+    return {
+        unit: (block.get("ActiveState", ""), block.get("UnitFileState", ""))
+        for unit, block in zip(units, blocks[1:], strict=True)
+    }
+
+
+def listening_ports(evidence: Evidence) -> list[str]:
+    """The local ``address:port`` of each listening TCP socket (``ss -H -tln``).
+
+    Its positive control: sshd's port 22 must be among them (we came in over it).
+    """
+    listing = evidence.run("ss -H -tln")
+    ports = [f[3] for line in listing.stdout.splitlines() if len(f := line.split()) >= 4]
+    if listing.rc != 0 or not any(p.rpartition(":")[2] == "22" for p in ports):
+        probe_failed(f"ss does not list sshd's port 22 (exit {listing.rc})")
+    return ports
 
 
 def quote(value: str) -> str:

@@ -9,44 +9,89 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from campus_provision.checks.conftest import Evidence, family_enabled
+from campus_provision.checks.conftest import Evidence, family_enabled, probe_failed
 
 OUTSIDE_PORTS = (80, 443, 53, 22)
 CONNECT_SECONDS = 3
 
 
-def _tcp(evidence: Evidence, targets: list[tuple[str, int]]) -> set[tuple[str, int]]:
-    """Which of ``targets`` accept a TCP connection from the host, all probed at once.
+def _tcp_states(evidence: Evidence, targets: list[tuple[str, int]]) -> dict[tuple[str, int], str]:
+    """Each target's state as seen from the host: ``open``, ``closed`` or ``error``.
 
-    Probes run concurrently so a locked-down PC (every attempt times out) costs one
-    timeout, not one per port.
+    All probes run at once, so a locked-down PC (every attempt times out) costs one
+    timeout, not one per port. Each prints its exit code: 0 connected, 1 refused, 124
+    timed out (both ``closed``); anything else (126/127: no ``bash`` or ``timeout``) is an
+    ``error``, and so is a target the shell never reported on.
     """
     if not targets:
-        return set()
+        return {}
     probes = " ".join(
-        f"(timeout {CONNECT_SECONDS} bash -c 'exec 3<>/dev/tcp/{a}/{p}' 2>/dev/null "
-        f"&& echo 'open {a} {p}' || echo 'closed {a} {p}') &"
+        f"(timeout {CONNECT_SECONDS} bash -c 'exec 3<>/dev/tcp/{a}/{p}' 2>/dev/null; "
+        f'echo "$? {a} {p}") &'
         for a, p in sorted(set(targets))
     )
     result = evidence.run(f"{probes} wait")
-    opened = set()
+    states = dict.fromkeys(targets, "error")
     for line in result.stdout.splitlines():
-        state, _, rest = line.partition(" ")
+        code, _, rest = line.partition(" ")
         address, _, port = rest.partition(" ")
-        if state == "open":
-            opened.add((address, int(port)))
-    return opened
+        if port.isdigit() and (address, int(port)) in states:
+            state = {"0": "open", "1": "closed", "124": "closed"}.get(code, "error")
+            states[(address, int(port))] = state
+    return states
+
+
+def _tcp(evidence: Evidence, targets: list[tuple[str, int]]) -> set[tuple[str, int]]:
+    """Which of ``targets`` accept a TCP connection from the host."""
+    return {t for t, state in _tcp_states(evidence, targets).items() if state == "open"}
+
+
+def _mirror(hostvars: dict[str, Any]) -> tuple[str, int]:
+    """The campus mirror's first TCP port: the positive control of the egress probes."""
+    services = hostvars.get("campus_site_services", [])
+    ordered = sorted(services, key=lambda s: s.get("kind") != "mirror")
+    found = [
+        (str(s["ip"]), int(p["port"])) for s in ordered for p in s["ports"] if p["proto"] == "tcp"
+    ]
+    if not found:
+        probe_failed("the spec gives this PC no campus service to prove the probe with")
+    return found[0]
 
 
 def test_CP_NET_01_outbound_denied_by_default(
     host: Any, hostvars: dict[str, Any], evidence: Evidence, probe_address: str
 ) -> None:
     family_enabled(hostvars, "NET")
-    opened = _tcp(evidence, [(probe_address, p) for p in OUTSIDE_PORTS])
-    reached = [f"tcp/{p}" for p in OUTSIDE_PORTS if (probe_address, p) in opened]
-    if evidence.run(f"ping -c 1 -W {CONNECT_SECONDS} {probe_address}").rc == 0:
+    mirror = _mirror(hostvars)
+    states = _tcp_states(evidence, [mirror, *((probe_address, p) for p in OUTSIDE_PORTS)])
+    reached = [f"tcp/{p}" for p in OUTSIDE_PORTS if states[(probe_address, p)] == "open"]
+    # ping proves itself on loopback in the same shell: 0 reply, 1 no reply, else broken.
+    ping = evidence.run(
+        f'ping -c 1 -W 1 127.0.0.1 >/dev/null 2>&1; echo "control $?"; '
+        f'ping -c 1 -W {CONNECT_SECONDS} {probe_address} >/dev/null 2>&1; echo "outside $?"'
+    )
+    codes = dict(line.split(" ", 1) for line in ping.stdout.splitlines() if " " in line)
+    if codes.get("outside") == "0":
         reached.append("icmp")
     assert not reached, f"{probe_address} (outside the campus) is reachable: {', '.join(reached)}"
+    broken = [f"tcp/{p}" for p in OUTSIDE_PORTS if states[(probe_address, p)] == "error"]
+    if states[mirror] != "open":
+        probe_failed(
+            f"the TCP probe could not reach the campus mirror {mirror[0]}:{mirror[1]} "
+            f"(its positive control: {states[mirror]})"
+        )
+    if broken:
+        probe_failed(f"the TCP probe did not run for {', '.join(broken)}")
+    # 1: no reply; 2: the packet was refused on the way out (nftables' drop answers EPERM)
+    if codes.get("control") != "0" or codes.get("outside") not in ("1", "2"):
+        probe_failed(
+            f"ping did not run as a probe (loopback exit {codes.get('control', 'none')}, "
+            f"outside exit {codes.get('outside', 'none')})"
+        )
+    evidence.note(
+        f"campus mirror {mirror[0]}:{mirror[1]} reached by the same probe; "
+        f"{probe_address} refused or timed out on every port and ICMP"
+    )
 
 
 def test_CP_NET_02_only_campus_services_reachable(

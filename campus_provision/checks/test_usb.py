@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from campus_provision.checks.conftest import Evidence, family_enabled, not_applicable
+from campus_provision.checks.conftest import (
+    Evidence,
+    family_enabled,
+    not_applicable,
+    probe_failed,
+    unit_states,
+)
 
 MODULES = ("usb-storage", "uas")
+AGENT = re.compile(r"udiskie|automount|gvfs-udisks2-vo.*")
 
 
 def test_CP_USB_01_usb_storage_cannot_load(
@@ -31,12 +39,22 @@ def test_CP_USB_01_usb_storage_cannot_load(
     usb = [ln.split()[0] for ln in disks.stdout.splitlines() if ln.split()[-1:] == ["usb"]]
     if usb:
         problems.append(f"USB block devices present: {', '.join(usb)}")
+    # The listing proves itself: it must show the initramfs's own /init, and lsinitramfs
+    # must exit 0; a missing tool or initrd is an error, never "no usb-storage in it".
     initramfs = evidence.run(
-        "lsinitramfs /boot/initrd.img-$(uname -r) 2>/dev/null | grep -c usb-storage"
+        '{ lsinitramfs "/boot/initrd.img-$(uname -r)"; echo "lsinitramfs exit $?"; } 2>&1'
+        " | grep -E '(^|/)init$|usb-storage|^lsinitramfs exit |No such file|not found'"
     )
-    if initramfs.stdout.strip() not in ("", "0"):
+    entries = initramfs.stdout.splitlines()
+    if any("usb-storage" in e for e in entries):
         problems.append("the initramfs still carries usb-storage (update-initramfs -u and reboot)")
     assert not problems, "; ".join(problems)
+    if loaded.rc not in (0, 1):
+        probe_failed(f"/proc/modules could not be read (grep exit {loaded.rc})")
+    if disks.rc != 0 or not disks.stdout.strip():
+        probe_failed(f"lsblk listed no disk at all, not even the PC's own (exit {disks.rc})")
+    if "lsinitramfs exit 0" not in entries or "init" not in entries:
+        probe_failed("lsinitramfs could not list the running kernel's initramfs (no /init seen)")
 
 
 def test_CP_USB_02_automount_is_off(
@@ -44,16 +62,18 @@ def test_CP_USB_02_automount_is_off(
 ) -> None:
     family_enabled(hostvars, "USB")
     problems = []
-    for unit in ("udisks2.service", "autofs.service"):
-        active = evidence.run(f"systemctl is-active {unit}").stdout.strip()
-        enabled = evidence.run(f"systemctl is-enabled {unit} 2>/dev/null").stdout.strip()
+    for unit, (active, enabled) in unit_states(
+        evidence, ("udisks2.service", "autofs.service")
+    ).items():
         if active == "active" or enabled == "enabled":
             problems.append(f"{unit} is {active}, {enabled or 'not installed'}")
-    agents = evidence.run(
-        "ps -eo pid=,comm= | grep -E ' (udiskie|automount|gvfs-udisks2-vo.*)$' || true"
-    )
-    if agents.stdout.strip():
-        problems.append(f"automount agents running: {agents.stdout.strip()}")
+    listing = evidence.run("ps -eo pid=,comm=")
+    processes = [line.split(None, 1) for line in listing.stdout.splitlines() if line.strip()]
+    if listing.rc != 0 or not any(p[0] == "1" for p in processes):
+        probe_failed(f"ps does not list PID 1 (exit {listing.rc})")
+    agents = [" ".join(p) for p in processes if AGENT.fullmatch(p[-1]) is not None]
+    if agents:
+        problems.append(f"automount agents running: {'; '.join(agents)}")
     if not problems:
         evidence.note("no automounter enabled or running")
     assert not problems, "; ".join(problems)

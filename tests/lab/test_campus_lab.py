@@ -153,6 +153,35 @@ def test_second_provision_changes_nothing(lab: Lab) -> None:
     assert changed and set(changed.values()) == {0}, changed
 
 
+# Each check that concludes from an absence, and the tool its probe stands on.
+PROBES = {"CP-NET-01": "timeout", "CP-PRN-01": "ss", "CP-USB-02": "ps"}
+
+
+def test_a_probe_that_cannot_run_is_an_error_never_a_pass(lab: Lab) -> None:
+    """The locked-down PC passes these checks; without their probes' tools it must not."""
+    pc = next(h for h in lab.result.plan.hosts if h.name == PCS[0])
+    hide = " && ".join(f'mv "$(command -v {t})" /root/{t}.hidden' for t in PROBES.values())
+    back = "; ".join(f'mv /root/{t}.hidden "/usr/bin/{t}"' for t in PROBES.values())
+    hidden = control.run_on(lab.paths, pc, hide)
+    assert hidden.returncode == 0, hidden.stderr
+    try:
+        out = lab.work / "no-probes"
+        keys = lab.paths.state_dir / "keys"
+        run = lab.cli("verify", EXAMPLE, "--lab", "--prefix", lab.paths.prefix, "--out", out,
+                      "--limit", pc.name, "--controls", ",".join(PROBES),
+                      "--passphrase-file", keys / "passphrase")  # fmt: skip
+    finally:
+        restored = control.run_on(lab.paths, pc, back)
+    assert restored.returncode == 0, restored.stderr
+    assert run.returncode == 1, run.stdout + run.stderr
+    results = RunResults.from_json((out / "results.json").read_text(encoding="utf-8"))
+    got = {r.control: (r.status, r.message) for r in results.results}
+    assert set(got) == set(PROBES)
+    for control_id, (status, message) in got.items():
+        assert status == "error", (control_id, status, message)
+        assert message.startswith("probe error: "), (control_id, message)
+
+
 def test_no_secret_is_in_anything_the_runs_left_behind(lab: Lab) -> None:
     lab.ps.stop()
     keys = lab.paths.state_dir / "keys"
