@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from campus_provision.checks.conftest import Evidence, family_enabled, probe_failed
+from campus_provision.checks.nft import inbound_problems
 
 OUTSIDE_PORTS = (80, 443, 53, 22)
 CONNECT_SECONDS = 3
@@ -46,24 +47,23 @@ def _tcp(evidence: Evidence, targets: list[tuple[str, int]]) -> set[tuple[str, i
     return {t for t, state in _tcp_states(evidence, targets).items() if state == "open"}
 
 
-def _mirror(hostvars: dict[str, Any]) -> tuple[str, int]:
-    """The campus mirror's first TCP port: the positive control of the egress probes."""
+def _campus_services(hostvars: dict[str, Any]) -> list[tuple[str, int]]:
+    """The PC's allowed TCP services: the positive control of the egress probes."""
     services = hostvars.get("campus_site_services", [])
-    ordered = sorted(services, key=lambda s: s.get("kind") != "mirror")
     found = [
-        (str(s["ip"]), int(p["port"])) for s in ordered for p in s["ports"] if p["proto"] == "tcp"
+        (str(s["ip"]), int(p["port"])) for s in services for p in s["ports"] if p["proto"] == "tcp"
     ]
     if not found:
-        probe_failed("the spec gives this PC no campus service to prove the probe with")
-    return found[0]
+        probe_failed("the spec gives this PC no campus TCP service to prove the probe with")
+    return sorted(set(found))
 
 
 def test_CP_NET_01_outbound_denied_by_default(
     host: Any, hostvars: dict[str, Any], evidence: Evidence, probe_address: str
 ) -> None:
     family_enabled(hostvars, "NET")
-    mirror = _mirror(hostvars)
-    states = _tcp_states(evidence, [mirror, *((probe_address, p) for p in OUTSIDE_PORTS)])
+    campus = _campus_services(hostvars)
+    states = _tcp_states(evidence, [*campus, *((probe_address, p) for p in OUTSIDE_PORTS)])
     reached = [f"tcp/{p}" for p in OUTSIDE_PORTS if states[(probe_address, p)] == "open"]
     # ping proves itself on loopback in the same shell: 0 reply, 1 no reply, else broken.
     ping = evidence.run(
@@ -75,10 +75,11 @@ def test_CP_NET_01_outbound_denied_by_default(
         reached.append("icmp")
     assert not reached, f"{probe_address} (outside the campus) is reachable: {', '.join(reached)}"
     broken = [f"tcp/{p}" for p in OUTSIDE_PORTS if states[(probe_address, p)] == "error"]
-    if states[mirror] != "open":
+    answered = [f"{a}:{p}" for a, p in campus if states[(a, p)] == "open"]
+    if not answered:
         probe_failed(
-            f"the TCP probe could not reach the campus mirror {mirror[0]}:{mirror[1]} "
-            f"(its positive control: {states[mirror]})"
+            "the TCP probe reached none of the PC's campus services "
+            f"({', '.join(f'{a}:{p}' for a, p in campus)}), its positive control"
         )
     if broken:
         probe_failed(f"the TCP probe did not run for {', '.join(broken)}")
@@ -89,7 +90,7 @@ def test_CP_NET_01_outbound_denied_by_default(
             f"outside exit {codes.get('outside', 'none')})"
         )
     evidence.note(
-        f"campus mirror {mirror[0]}:{mirror[1]} reached by the same probe; "
+        f"campus service {answered[0]} reached by the same probe; "
         f"{probe_address} refused or timed out on every port and ICMP"
     )
 
@@ -130,6 +131,11 @@ def test_CP_NET_03_inbound_only_ssh_from_admin_network(
     admin = hostvars["campus_admin_network"]
     problems = []
     listening = evidence.run("ss -H -tuln")
+    if listening.rc != 0 or not any(
+        len(f := line.split()) >= 5 and f[4].rpartition(":")[2] == "22"
+        for line in listening.stdout.splitlines()
+    ):
+        probe_failed(f"ss does not list sshd's port 22 (exit {listening.rc})")
     for line in listening.stdout.splitlines():
         fields = line.split()
         if len(fields) < 5:
@@ -142,14 +148,10 @@ def test_CP_NET_03_inbound_only_ssh_from_admin_network(
             problems.append(f"{fields[0]} {local} listens")
     ruleset = evidence.run("nft -j list ruleset")
     try:
-        rules = json.loads(ruleset.stdout or "{}").get("nftables", [])
+        parsed = json.loads(ruleset.stdout)
     except json.JSONDecodeError:
-        rules = []
-    inputs = [r["chain"] for r in rules if "chain" in r and r["chain"].get("hook") == "input"]
-    if not inputs:
-        problems.append("no nftables input chain: inbound traffic is not filtered")
-    elif not any(c.get("policy") == "drop" for c in inputs):
-        problems.append("no input chain with policy drop")
-    elif admin not in ruleset.stdout and admin.split("/")[0] not in ruleset.stdout:
-        problems.append(f"the input rules do not restrict SSH to the admin network {admin}")
+        parsed = None
+    if ruleset.rc != 0 or not isinstance(parsed, dict):
+        probe_failed(f"nft -j list ruleset gave no ruleset to read (exit {ruleset.rc})")
+    problems += inbound_problems(parsed, admin)
     assert not problems, "; ".join(problems)
