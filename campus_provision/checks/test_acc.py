@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from ipaddress import ip_network
 from typing import Any
 
-from campus_provision.checks.conftest import Evidence, family_enabled, not_applicable
+from campus_provision.checks.conftest import (
+    Evidence,
+    family_enabled,
+    not_applicable,
+    probe_failed,
+    quote,
+)
 
 GENERIC = {"admin", "administrator", "analyst", "demo", "guest", "kiosk", "operator", "public",
            "shared", "student", "test", "user", "visitor"}  # fmt: skip
@@ -51,27 +58,69 @@ def test_CP_ACC_01_one_account_per_person(
     assert not problems, "; ".join(problems)
 
 
+SSH_SETTINGS = (
+    "permitrootlogin",
+    "passwordauthentication",
+    "kbdinteractiveauthentication",
+    "permitemptypasswords",
+)
+OUTSIDE_ADMIN = "192.0.2.10"  # TEST-NET-1: an address no campus network holds (never contacted)
+
+
+def _connections(hostvars: dict[str, Any]) -> list[tuple[str, str]]:
+    """(user, address) pairs that ``sshd -T -C`` evaluates the Match blocks for.
+
+    Root, an analyst and an admin, each from inside the admin network and from outside it:
+    a ``Match`` block that re-enables root or password login for any of them is found.
+    """
+    admin_host = str(next(ip_network(hostvars["campus_admin_network"], strict=False).hosts()))
+    users = ["root"]
+    users += [a["username"] for a in hostvars.get("campus_site_analysts", [])[:1]]
+    users += [a["username"] for a in hostvars.get("campus_admins", [])[:1]]
+    return [(u, addr) for u in users for addr in (admin_host, OUTSIDE_ADMIN)]
+
+
 def test_CP_ACC_02_no_root_or_password_ssh_login(
     host: Any, hostvars: dict[str, Any], evidence: Evidence
 ) -> None:
     family_enabled(hostvars, "ACC")
-    effective = evidence.run(
-        "sshd -T 2>/dev/null | grep -Ei '^(permitrootlogin|passwordauthentication|kbdinteractiveauthentication|permitemptypasswords) '"
+    connections = [f"user={u},host=campus-pc,addr={a}" for u, a in _connections(hostvars)]
+    # One shell for all: each connection's settings under a header with sshd's own exit
+    # code (not grep's), so a config sshd cannot read is an error, never a finding.
+    pattern = "|".join(SSH_SETTINGS)
+    run = evidence.run(
+        f"for c in {' '.join(quote(c) for c in connections)}; do "
+        f'out=$(sshd -T -C "$c"); echo "== $c exit $?"; '
+        f"printf '%s\\n' \"$out\" | grep -Ei '^({pattern}) '; done"
     )
-    settings = dict(
-        line.lower().split(None, 1) for line in effective.stdout.splitlines() if " " in line
-    )
-    problems = []
-    if settings.get("permitrootlogin") != "no":
-        problems.append(f"PermitRootLogin is {settings.get('permitrootlogin', 'unknown')}")
-    if settings.get("passwordauthentication") != "no":
-        problems.append(
-            f"PasswordAuthentication is {settings.get('passwordauthentication', 'unknown')}"
-        )
-    if settings.get("kbdinteractiveauthentication") != "no":
-        problems.append(
-            f"KbdInteractiveAuthentication is {settings.get('kbdinteractiveauthentication', 'unknown')}"
-        )
+    blocks: dict[str, dict[str, str]] = {}
+    codes: dict[str, str] = {}
+    current = ""
+    for line in run.stdout.splitlines():
+        if line.startswith("== "):
+            current, _, code = line[3:].rpartition(" exit ")
+            codes[current], blocks[current] = code, {}
+        elif current and " " in line:
+            key, value = line.lower().split(None, 1)
+            blocks[current][key] = value
+    found: dict[str, list[str]] = {}
+    names = {
+        "permitrootlogin": "PermitRootLogin",
+        "passwordauthentication": "PasswordAuthentication",
+        "kbdinteractiveauthentication": "KbdInteractiveAuthentication",
+        "permitemptypasswords": "PermitEmptyPasswords",
+    }
+    for c in connections:
+        settings = blocks.get(c, {})
+        if codes.get(c) != "0" or set(settings) != set(SSH_SETTINGS):
+            probe_failed(f"sshd -T -C {c} did not print its settings (exit {codes.get(c)})")
+        user, addr = c.split(",")[0][5:], c.split("addr=")[1]
+        for key, name in names.items():
+            if key == "permitrootlogin" and user != "root":
+                continue
+            if settings[key] != "no":
+                found.setdefault(f"{name} is {settings[key]}", []).append(f"{user}@{addr}")
+    problems = [f"{what} (for {', '.join(who)})" for what, who in found.items()]
     assert not problems, "; ".join(problems)
 
 

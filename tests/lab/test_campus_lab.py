@@ -30,6 +30,7 @@ import pytest
 
 from campus_provision.lab import control
 from campus_provision.lab.control import UpResult
+from campus_provision.lab.plan import ADMIN_SUBNET
 from campus_provision.lab.state import LabPaths
 from campus_provision.verify.results import RunResults
 from tests.conftest import EXAMPLE
@@ -155,31 +156,45 @@ def test_second_provision_changes_nothing(lab: Lab) -> None:
 
 # Each check that concludes from an absence, and the tool its probe stands on.
 PROBES = {"CP-NET-01": "timeout", "CP-PRN-01": "ss", "CP-USB-02": "ps"}
+# sshd -T alone shows the global settings; a Match block for some connections hides there.
+MATCH_ROOT = f"\\nMatch Address {ADMIN_SUBNET}\\n    PermitRootLogin yes\\n"
 
 
-def test_a_probe_that_cannot_run_is_an_error_never_a_pass(lab: Lab) -> None:
-    """The locked-down PC passes these checks; without their probes' tools it must not."""
+def test_a_probe_that_cannot_run_is_an_error_and_a_match_block_is_seen(lab: Lab) -> None:
+    """The locked-down PC passes these checks; without their probes' tools it must not.
+
+    In the same run, a Match block that lets root in from the admin network fails ACC-02.
+    """
     pc = next(h for h in lab.result.plan.hosts if h.name == PCS[0])
     hide = " && ".join(f'mv "$(command -v {t})" /root/{t}.hidden' for t in PROBES.values())
     back = "; ".join(f'mv /root/{t}.hidden "/usr/bin/{t}"' for t in PROBES.values())
-    hidden = control.run_on(lab.paths, pc, hide)
-    assert hidden.returncode == 0, hidden.stderr
+    broken = control.run_on(
+        lab.paths, pc, "cp -p /etc/ssh/sshd_config /root/sshd_config.kept && "
+        f"printf '{MATCH_ROOT}' >> /etc/ssh/sshd_config && {hide}"
+    )  # fmt: skip
+    assert broken.returncode == 0, broken.stderr
     try:
         out = lab.work / "no-probes"
         keys = lab.paths.state_dir / "keys"
         run = lab.cli("verify", EXAMPLE, "--lab", "--prefix", lab.paths.prefix, "--out", out,
-                      "--limit", pc.name, "--controls", ",".join(PROBES),
+                      "--limit", pc.name, "--controls", ",".join([*PROBES, "CP-ACC-02"]),
                       "--passphrase-file", keys / "passphrase")  # fmt: skip
     finally:
-        restored = control.run_on(lab.paths, pc, back)
+        restored = control.run_on(
+            lab.paths, pc, f"{back}; mv /root/sshd_config.kept /etc/ssh/sshd_config"
+        )
     assert restored.returncode == 0, restored.stderr
     assert run.returncode == 1, run.stdout + run.stderr
     results = RunResults.from_json((out / "results.json").read_text(encoding="utf-8"))
     got = {r.control: (r.status, r.message) for r in results.results}
-    assert set(got) == set(PROBES)
-    for control_id, (status, message) in got.items():
+    assert set(got) == {*PROBES, "CP-ACC-02"}
+    for control_id in PROBES:
+        status, message = got[control_id]
         assert status == "error", (control_id, status, message)
         assert message.startswith("probe error: "), (control_id, message)
+    assert got["CP-ACC-02"][0] == "fail", got["CP-ACC-02"]
+    first = next(ADMIN_SUBNET.hosts())
+    assert f"PermitRootLogin is yes (for root@{first}" in got["CP-ACC-02"][1]
 
 
 def test_no_secret_is_in_anything_the_runs_left_behind(lab: Lab) -> None:

@@ -1,0 +1,162 @@
+"""The checks' own logic, run through a real shell on this machine with stand-in tools.
+
+The lab tests prove the checks on real PCs; these pin down what a check concludes from
+what its commands print and return: a probe that could not run is an error (pytest's
+``Failed``, which the results hook records as *error*), never a pass.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from campus_provision.checks import test_acc, test_net, test_pkg
+from campus_provision.checks.conftest import Evidence
+
+HOSTVARS: dict[str, Any] = {
+    "campus_admin_network": "10.21.0.0/24",
+    "campus_site_analysts": [{"username": "kim-analyst"}],
+    "campus_admins": [{"username": "it-admin"}],
+    "campus_control_families": {},
+    "campus_site_services": [
+        {"name": "mirror", "ip": "127.0.0.1", "ports": [{"port": 9, "proto": "tcp"}]}
+    ],
+}
+
+
+@dataclass
+class Ran:
+    stdout: str
+    stderr: str
+    rc: int
+
+
+class Shell:
+    """testinfra's ``host.run`` on this machine, with ``tools`` first on the PATH."""
+
+    def __init__(self, tools: Path) -> None:
+        self.tools = tools
+
+    def run(self, command: str) -> Ran:
+        env = {"PATH": f"{self.tools}:/usr/bin:/bin:/usr/sbin:/sbin"}
+        p = subprocess.run(["sh", "-c", command], capture_output=True, text=True, env=env,
+                           timeout=30, check=False)  # fmt: skip
+        return Ran(p.stdout, p.stderr, p.returncode)
+
+
+@pytest.fixture
+def tools(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+def tool(tools: Path, name: str, script: str) -> None:
+    (tools / name).write_text("#!/bin/sh\n" + script)
+    (tools / name).chmod(0o755)
+
+
+SSHD = """
+root=no; pw=no
+case "$3" in *user=root,*addr=10.21.0.1*) root=yes ;; esac
+case "$3" in *user=kim-analyst,*) pw=${PW:-no} ;; esac
+printf 'port 22\\npermitrootlogin %s\\npasswordauthentication %s\\n' "$root" "$pw"
+printf 'kbdinteractiveauthentication no\\npermitemptypasswords no\\n'
+"""
+
+
+def test_acc_02_finds_a_match_block_that_lets_root_in_from_the_admin_network(tools: Path) -> None:
+    tool(tools, "sshd", SSHD)
+    with pytest.raises(AssertionError, match=r"PermitRootLogin is yes \(for root@10\.21\.0\.1\)"):
+        test_acc.test_CP_ACC_02_no_root_or_password_ssh_login(
+            None, HOSTVARS, Evidence(Shell(tools))
+        )
+
+
+def test_acc_02_passes_when_no_connection_gets_root_or_passwords(tools: Path) -> None:
+    tool(tools, "sshd", SSHD.replace("root=yes", "root=no"))
+    ev = Evidence(Shell(tools))
+    test_acc.test_CP_ACC_02_no_root_or_password_ssh_login(None, HOSTVARS, ev)
+    headers = [line for line in ev.text().splitlines() if line.startswith("== ")]
+    assert len(headers) == 6  # root, an analyst, an admin; two addresses each
+
+
+def test_acc_02_is_an_error_when_sshd_cannot_print_its_settings(tools: Path) -> None:
+    tool(tools, "sshd", 'echo "sshd: no hostkeys available" >&2; exit 255\n')
+    with pytest.raises(pytest.fail.Exception, match="probe error: sshd -T -C user=root"):
+        test_acc.test_CP_ACC_02_no_root_or_password_ssh_login(
+            None, HOSTVARS, Evidence(Shell(tools))
+        )
+
+
+def test_net_01_is_an_error_when_timeout_cannot_run(tools: Path) -> None:
+    tool(tools, "timeout", "exit 127\n")
+    with pytest.raises(pytest.fail.Exception, match="reached none of the PC's campus services"):
+        test_net.test_CP_NET_01_outbound_denied_by_default(
+            None, HOSTVARS, Evidence(Shell(tools)), "127.0.0.2"
+        )
+
+
+def test_net_01_fails_when_the_outside_answers_whatever_the_control_says(tools: Path) -> None:
+    tool(tools, "timeout", 'case "$*" in *tcp/127.0.0.2/443*) exit 0 ;; esac; exit 124\n')
+    tool(tools, "ping", "exit 1\n")
+    with pytest.raises(AssertionError, match=r"127\.0\.0\.2 .* is reachable: tcp/443"):
+        test_net.test_CP_NET_01_outbound_denied_by_default(
+            None, HOSTVARS, Evidence(Shell(tools)), "127.0.0.2"
+        )
+
+
+def test_net_01_passes_only_with_its_positive_controls(tools: Path) -> None:
+    # the campus service answers, the outside times out, ping answers loopback only
+    tool(tools, "timeout", 'case "$*" in *tcp/127.0.0.1/9*) exit 0 ;; esac; exit 124\n')
+    tool(tools, "ping", 'case "$*" in *127.0.0.1*) exit 0 ;; esac; exit 1\n')
+    test_net.test_CP_NET_01_outbound_denied_by_default(
+        None, HOSTVARS, Evidence(Shell(tools)), "127.0.0.2"
+    )
+    tool(tools, "ping", "exit 2\n")  # ping broken: loopback fails too
+    with pytest.raises(pytest.fail.Exception, match="ping did not run as a probe"):
+        test_net.test_CP_NET_01_outbound_denied_by_default(
+            None, HOSTVARS, Evidence(Shell(tools)), "127.0.0.2"
+        )
+
+
+APT_CONFIG = 'cat <<\'EOF\'\nAPT "";\nAPT::Architecture "amd64";\n$EXTRA\nEOF\n'
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        'APT::Get::AllowUnauthenticated "true";',
+        'Acquire::AllowInsecureRepositories "1";',
+        'Acquire::AllowDowngradeToInsecureRepositories "yes";',
+    ],
+)
+def test_pkg_01_names_apt_settings_that_accept_unsigned_archives(tools: Path, setting: str) -> None:
+    tool(tools, "apt-config", APT_CONFIG.replace("$EXTRA", setting))
+    found = test_pkg._insecure_apt_settings(Evidence(Shell(tools)))
+    assert found == [f"apt is configured with {setting.rstrip(';')}"]
+
+
+def test_pkg_01_is_an_error_when_apt_config_does_not_answer(tools: Path) -> None:
+    tool(tools, "apt-config", "exit 100\n")
+    with pytest.raises(pytest.fail.Exception, match="apt-config dump did not print"):
+        test_pkg._insecure_apt_settings(Evidence(Shell(tools)))
+
+
+def test_pkg_01_a_global_key_other_than_the_campus_key_fails(tmp_path: Path) -> None:
+    shell = Shell(tmp_path)
+    campus_key = tmp_path / "campus-archive.gpg"
+    campus_key.write_bytes(b"campus key")
+    trusted = tmp_path / "trusted.gpg.d"
+    trusted.mkdir()
+    (trusted / "campus-copy.gpg").write_bytes(b"campus key")  # the same bytes: no other key
+    globs = f"{tmp_path}/trusted.gpg {trusted}/*"
+    assert test_pkg._global_keys(Evidence(shell), [str(campus_key)], globs) == []
+    (trusted / "debian-archive-bookworm-stable.asc").write_bytes(b"debian key")
+    assert test_pkg._global_keys(Evidence(shell), [str(campus_key)], globs) == [
+        f"apt trusts keys for every source: {trusted}/debian-archive-bookworm-stable.asc"
+    ]
+    with pytest.raises(pytest.fail.Exception, match="could not read the campus archive keyring"):
+        test_pkg._global_keys(Evidence(shell), [str(tmp_path / "missing.gpg")], globs)
