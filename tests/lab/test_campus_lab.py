@@ -39,8 +39,9 @@ from tests.leaks import PsSampler, keys_dir_secrets, scan_files
 
 pytestmark = pytest.mark.lab
 PCS = ("sgm-a01", "gp-l1-01")
-# A container shares the host's kernel: module loading, auditd and dm-crypt are not its own.
-KERNEL_CONTROLS = {"CP-USB-01", "CP-AUD-01", "CP-VOL-01", "CP-VOL-02", "CP-VOL-03"}
+# A container shares the host's kernel: module loading, auditd and dm-crypt are not its own,
+# and nor is its clock (TIME-01 proves the configuration, then says so).
+KERNEL_CONTROLS = {"CP-USB-01", "CP-AUD-01", "CP-VOL-01", "CP-VOL-02", "CP-VOL-03", "CP-TIME-01"}
 PROVISION_TIMEOUT = 2400
 # What the runs write on a host, under its overlay's upper directory (the rest is the image).
 HOST_WRITES = ("etc", "root", "home", "tmp", "var/log", "var/tmp", "var/lib/campus")
