@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import pytest
+from testinfra.utils.ansible_runner import AnsibleRunner
 
 EVIDENCE_LIMIT = 4000  # characters of output kept per command
+PEERS = 2  # other PCs each PC tries to reach (lateral traffic)
 _ROLE = {"worker": False}
 _CONTROL_RE = re.compile(r"test_(CP_[A-Z]+_\d{2})")
 
@@ -79,6 +81,32 @@ def probe_address(hostvars: dict[str, Any]) -> str:
     if not address:
         pytest.fail("no probe address: give verify --probe ADDRESS (an address outside the campus)")
     return str(address)
+
+
+@pytest.fixture(scope="module")
+def peers(
+    host: Any, hostvars: dict[str, Any], request: pytest.FixtureRequest
+) -> list[tuple[str, str]]:
+    """Up to two other workstations (name, address), of this PC's site where it has any.
+
+    Read from the inventory verify runs with: lateral probes try to reach them.
+    """
+    inventory = request.config.option.ansible_inventory
+    if not inventory:
+        return []
+    runner = AnsibleRunner.get_runner(inventory)
+    me = host.backend.get_pytest_id().split("://")[-1]
+    others = [h for h in sorted(runner.get_hosts("workstations")) if h != me]
+    site = hostvars.get("campus_site")
+    found = []
+    for name in others:
+        variables = runner.get_variables(name)
+        if variables.get("ansible_host"):
+            found.append(
+                (variables.get("campus_site") == site, name, str(variables["ansible_host"]))
+            )
+    found.sort(key=lambda f: not f[0])
+    return [(name, ip) for _, name, ip in found[:PEERS]]
 
 
 def family_enabled(hostvars: dict[str, Any], family: str) -> None:

@@ -13,85 +13,119 @@ from campus_provision.checks.conftest import Evidence, family_enabled, probe_fai
 from campus_provision.checks.nft import inbound_problems
 
 OUTSIDE_PORTS = (80, 443, 53, 22)
+OUTSIDE_UDP_PORTS = (53, 123, 443)  # DNS, NTP and QUIC: the ways out that are not TCP
+PEER_PROBES = (("tcp", 22), ("icmp", 0))  # every PC listens on 22: the lateral door to try
 CONNECT_SECONDS = 3
 
 
-def _tcp_states(evidence: Evidence, targets: list[tuple[str, int]]) -> dict[tuple[str, int], str]:
-    """Each target's state as seen from the host: ``open``, ``closed`` or ``error``.
+Probe = tuple[str, str, int]  # (proto, address, port); port 0 for icmp
 
-    All probes run at once, so a locked-down PC (every attempt times out) costs one
-    timeout, not one per port. Each prints its exit code: 0 connected, 1 refused, 124
-    timed out (both ``closed``); anything else (126/127: no ``bash`` or ``timeout``) is an
-    ``error``, and so is a target the shell never reported on.
+
+def _probe_states(evidence: Evidence, probes: list[Probe]) -> dict[Probe, str]:
+    """Each probe's result as seen from the host: ``open``, ``closed`` or ``error``.
+
+    All probes run at once in one shell, so a locked-down PC (every attempt times out)
+    costs one timeout, not one per port. Each prints its exit code:
+
+    - tcp (bash ``/dev/tcp`` under ``timeout``): 0 connected; 1 refused, 124 timed out;
+    - udp (``/dev/udp``, a datagram out and one read back): 0 answered; 1 refused,
+      124 or 142 (the read timed out) no answer;
+    - icmp (``ping``): 0 answered; 1 no reply, 2 refused on the way out.
+
+    Anything else (126/127: no ``bash``, ``timeout`` or ``ping``) is an ``error``, and so
+    is a probe the shell never reported on.
     """
-    if not targets:
+    if not probes:
         return {}
-    probes = " ".join(
-        f"(timeout {CONNECT_SECONDS} bash -c 'exec 3<>/dev/tcp/{a}/{p}' 2>/dev/null; "
-        f'echo "$? {a} {p}") &'
-        for a, p in sorted(set(targets))
+    closed = {"tcp": ("1", "124"), "udp": ("1", "124", "142"), "icmp": ("1", "2")}
+    commands = {
+        "tcp": "timeout {t} bash -c 'exec 3<>/dev/tcp/{a}/{p}' 2>/dev/null",
+        "udp": "timeout {t} bash -c 'exec 3<>/dev/udp/{a}/{p} && echo campus-probe >&3 "
+        "&& read -r -t {t} line <&3' 2>/dev/null",
+        "icmp": "ping -c 1 -W {t} {a} >/dev/null 2>&1",
+    }
+    shell = " ".join(
+        f'({commands[proto].format(t=CONNECT_SECONDS, a=a, p=p)}; echo "$? {proto} {a} {p}") &'
+        for proto, a, p in sorted(set(probes))
     )
-    result = evidence.run(f"{probes} wait")
-    states = dict.fromkeys(targets, "error")
+    result = evidence.run(f"{shell} wait")
+    states = dict.fromkeys(probes, "error")
     for line in result.stdout.splitlines():
-        code, _, rest = line.partition(" ")
-        address, _, port = rest.partition(" ")
-        if port.isdigit() and (address, int(port)) in states:
-            state = {"0": "open", "1": "closed", "124": "closed"}.get(code, "error")
-            states[(address, int(port))] = state
+        words = line.split()
+        if len(words) != 4 or not words[3].isdigit():
+            continue
+        code, proto, address, port = words
+        key = (proto, address, int(port))
+        if key in states:
+            states[key] = "open" if code == "0" else "closed" if code in closed[proto] else "error"
     return states
 
 
 def _tcp(evidence: Evidence, targets: list[tuple[str, int]]) -> set[tuple[str, int]]:
     """Which of ``targets`` accept a TCP connection from the host."""
-    return {t for t, state in _tcp_states(evidence, targets).items() if state == "open"}
+    states = _probe_states(evidence, [("tcp", a, p) for a, p in targets])
+    return {(a, p) for (_, a, p), state in states.items() if state == "open"}
 
 
-def _campus_services(hostvars: dict[str, Any]) -> list[tuple[str, int]]:
+def _campus_services(hostvars: dict[str, Any]) -> list[Probe]:
     """The PC's allowed TCP services: the positive control of the egress probes."""
     services = hostvars.get("campus_site_services", [])
     found = [
-        (str(s["ip"]), int(p["port"])) for s in services for p in s["ports"] if p["proto"] == "tcp"
+        ("tcp", str(s["ip"]), int(p["port"]))
+        for s in services
+        for p in s["ports"]
+        if p["proto"] == "tcp"
     ]
     if not found:
         probe_failed("the spec gives this PC no campus TCP service to prove the probe with")
     return sorted(set(found))
 
 
+def _name(probe: Probe) -> str:
+    proto, address, port = probe
+    return f"{address} {proto}" if proto == "icmp" else f"{address} {proto}/{port}"
+
+
 def test_CP_NET_01_outbound_denied_by_default(
-    host: Any, hostvars: dict[str, Any], evidence: Evidence, probe_address: str
+    host: Any,
+    hostvars: dict[str, Any],
+    evidence: Evidence,
+    probe_address: str,
+    peers: list[tuple[str, str]],
 ) -> None:
     family_enabled(hostvars, "NET")
     campus = _campus_services(hostvars)
-    states = _tcp_states(evidence, [*campus, *((probe_address, p) for p in OUTSIDE_PORTS)])
-    reached = [f"tcp/{p}" for p in OUTSIDE_PORTS if states[(probe_address, p)] == "open"]
-    # ping proves itself on loopback in the same shell: 0 reply, 1 no reply, else broken.
-    ping = evidence.run(
-        f'ping -c 1 -W 1 127.0.0.1 >/dev/null 2>&1; echo "control $?"; '
-        f'ping -c 1 -W {CONNECT_SECONDS} {probe_address} >/dev/null 2>&1; echo "outside $?"'
-    )
-    codes = dict(line.split(" ", 1) for line in ping.stdout.splitlines() if " " in line)
-    if codes.get("outside") == "0":
-        reached.append("icmp")
-    assert not reached, f"{probe_address} (outside the campus) is reachable: {', '.join(reached)}"
-    broken = [f"tcp/{p}" for p in OUTSIDE_PORTS if states[(probe_address, p)] == "error"]
-    answered = [f"{a}:{p}" for a, p in campus if states[(a, p)] == "open"]
-    if not answered:
+    outside: list[Probe] = [
+        *(("tcp", probe_address, p) for p in OUTSIDE_PORTS),
+        *(("udp", probe_address, p) for p in OUTSIDE_UDP_PORTS),
+        ("icmp", probe_address, 0),
+    ]
+    lateral: list[Probe] = [(proto, ip, port) for _, ip in peers for proto, port in PEER_PROBES]
+    loopback: Probe = ("icmp", "127.0.0.1", 0)  # ping's own positive control
+    states = _probe_states(evidence, [*campus, *outside, *lateral, loopback])
+    problems = []
+    out = [p[0] if p[0] == "icmp" else f"{p[0]}/{p[2]}" for p in outside if states[p] == "open"]
+    if out:
+        problems.append(f"{probe_address} (outside the campus) is reachable: {', '.join(out)}")
+    names = {ip: name for name, ip in peers}
+    side = [f"{names[p[1]]} {_name(p)}" for p in lateral if states[p] == "open"]
+    if side:
+        problems.append(f"other PCs are reachable: {', '.join(side)}")
+    assert not problems, "; ".join(problems)
+    if not any(states[p] == "open" for p in campus):
         probe_failed(
             "the TCP probe reached none of the PC's campus services "
-            f"({', '.join(f'{a}:{p}' for a, p in campus)}), its positive control"
+            f"({', '.join(_name(p) for p in campus)}), its positive control"
         )
+    if states[loopback] != "open":
+        probe_failed(f"ping did not answer on loopback ({states[loopback]}), its positive control")
+    broken = [_name(p) for p in [*outside, *lateral] if states[p] == "error"]
     if broken:
-        probe_failed(f"the TCP probe did not run for {', '.join(broken)}")
-    # 1: no reply; 2: the packet was refused on the way out (nftables' drop answers EPERM)
-    if codes.get("control") != "0" or codes.get("outside") not in ("1", "2"):
-        probe_failed(
-            f"ping did not run as a probe (loopback exit {codes.get('control', 'none')}, "
-            f"outside exit {codes.get('outside', 'none')})"
-        )
+        probe_failed(f"these probes did not run: {', '.join(broken)}")
+    answered = next(_name(p) for p in campus if states[p] == "open")
     evidence.note(
-        f"campus service {answered[0]} reached by the same probe; "
-        f"{probe_address} refused or timed out on every port and ICMP"
+        f"campus service {answered} and loopback ICMP reached by the same probes; "
+        f"{probe_address} (TCP, UDP, ICMP) and {len(peers)} other PC(s) refused or timed out"
     )
 
 

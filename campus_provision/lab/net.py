@@ -14,6 +14,7 @@ from pathlib import Path
 from campus_provision.lab.plan import (
     OUTSIDE_HOST,
     OUTSIDE_PORTS,
+    OUTSIDE_UDP_PORTS,
     ROUTER_ADMIN,
     UPLINK,
     LabPlan,
@@ -80,7 +81,7 @@ def create_campus(paths: LabPaths, plan: LabPlan) -> None:
 
 
 def start_outside(paths: LabPaths) -> int:
-    """The outside listeners (TCP 22, 53, 80, 443; UDP 53)."""
+    """The outside listeners (TCP 22, 53, 80, 443; UDP 53, 123, 443, echoed)."""
     run_dir = paths.root / "run"
     cmd = [
         "ip",
@@ -91,7 +92,8 @@ def start_outside(paths: LabPaths) -> int:
         "-m",
         "campus_provision.lab.outside",
     ]
-    cmd += ["--lab", str(paths.root) + "/", "--udp", "53", *(str(p) for p in OUTSIDE_PORTS)]
+    cmd += ["--lab", str(paths.root) + "/", *(f"--udp={p}" for p in OUTSIDE_UDP_PORTS)]
+    cmd += [str(p) for p in OUTSIDE_PORTS]
     return spawn(cmd, pidfile=run_dir / "outside.pid", log=run_dir / "outside.log")
 
 

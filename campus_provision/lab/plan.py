@@ -25,6 +25,7 @@ ROUTER_ADMIN = IPv4Interface("10.254.0.1/24")
 OUTSIDE_HOST = IPv4Address("10.255.0.80")  # the internet stand-in
 UPLINK = IPv4Network("10.255.255.0/30")  # campus router .1 <-> outside .2
 OUTSIDE_PORTS = (22, 53, 80, 443)
+OUTSIDE_UDP_PORTS = (53, 123, 443)  # echoed back: NET-01 proves UDP egress closed too
 VM_DATA_DISK = "/dev/disk/by-id/virtio-campus-data"
 # Service kinds a campus role runs on the lab's service hosts (campus_mirror,
 # campus_log_server, campus_time_server). The others (a DNS resolver, a licence server)

@@ -95,16 +95,18 @@ def test_net_01_is_an_error_when_timeout_cannot_run(tools: Path) -> None:
     tool(tools, "timeout", "exit 127\n")
     with pytest.raises(pytest.fail.Exception, match="reached none of the PC's campus services"):
         test_net.test_CP_NET_01_outbound_denied_by_default(
-            None, HOSTVARS, Evidence(Shell(tools)), "127.0.0.2"
+            None, HOSTVARS, Evidence(Shell(tools)), "127.0.0.2", []
         )
 
 
 def test_net_01_fails_when_the_outside_answers_whatever_the_control_says(tools: Path) -> None:
     tool(tools, "timeout", 'case "$*" in *tcp/127.0.0.2/443*) exit 0 ;; esac; exit 124\n')
     tool(tools, "ping", "exit 1\n")
-    with pytest.raises(AssertionError, match=r"127\.0\.0\.2 .* is reachable: tcp/443"):
+    with pytest.raises(
+        AssertionError, match=r"127\.0\.0\.2 \(outside the campus\) is reachable: tcp/443\n"
+    ):
         test_net.test_CP_NET_01_outbound_denied_by_default(
-            None, HOSTVARS, Evidence(Shell(tools)), "127.0.0.2"
+            None, HOSTVARS, Evidence(Shell(tools)), "127.0.0.2", []
         )
 
 
@@ -113,12 +115,12 @@ def test_net_01_passes_only_with_its_positive_controls(tools: Path) -> None:
     tool(tools, "timeout", 'case "$*" in *tcp/127.0.0.1/9*) exit 0 ;; esac; exit 124\n')
     tool(tools, "ping", 'case "$*" in *127.0.0.1*) exit 0 ;; esac; exit 1\n')
     test_net.test_CP_NET_01_outbound_denied_by_default(
-        None, HOSTVARS, Evidence(Shell(tools)), "127.0.0.2"
+        None, HOSTVARS, Evidence(Shell(tools)), "127.0.0.2", []
     )
     tool(tools, "ping", "exit 2\n")  # ping broken: loopback fails too
-    with pytest.raises(pytest.fail.Exception, match="ping did not run as a probe"):
+    with pytest.raises(pytest.fail.Exception, match="ping did not answer on loopback"):
         test_net.test_CP_NET_01_outbound_denied_by_default(
-            None, HOSTVARS, Evidence(Shell(tools)), "127.0.0.2"
+            None, HOSTVARS, Evidence(Shell(tools)), "127.0.0.2", []
         )
 
 
@@ -160,3 +162,17 @@ def test_pkg_01_a_global_key_other_than_the_campus_key_fails(tmp_path: Path) -> 
     ]
     with pytest.raises(pytest.fail.Exception, match="could not read the campus archive keyring"):
         test_pkg._global_keys(Evidence(shell), [str(tmp_path / "missing.gpg")], globs)
+
+
+def test_net_01_tries_udp_and_the_other_pcs_too(tools: Path) -> None:
+    opens = "*tcp/127.0.0.1/9*|*udp/127.0.0.2/123*|*tcp/127.0.0.3/22*"
+    tool(tools, "timeout", f'case "$*" in {opens}) exit 0 ;; esac; exit 124\n')
+    tool(tools, "ping", 'case "$*" in *127.0.0.1*) exit 0 ;; esac; exit 1\n')
+    with pytest.raises(AssertionError) as failed:
+        test_net.test_CP_NET_01_outbound_denied_by_default(
+            None, HOSTVARS, Evidence(Shell(tools)), "127.0.0.2", [("gp-a01", "127.0.0.3")]
+        )
+    assert str(failed.value).splitlines()[0] == (
+        "127.0.0.2 (outside the campus) is reachable: udp/123; "
+        "other PCs are reachable: gp-a01 127.0.0.3 tcp/22"
+    )
