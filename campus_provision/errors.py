@@ -106,3 +106,11 @@ class ProvisionError(CampusProvisionError):
     run that outlives its timeout (the message names its log). A host that fails or
     cannot be reached is a result with exit 1, not this error.
     """
+
+
+class HostKeyError(CampusProvisionError):
+    """Raised when a PC's SSH host key cannot be read or recorded.
+
+    ``hosts trust`` on a host that presents no key (ssh-keyscan read none), or a key that
+    differs from the one the inventory's known_hosts holds (without ``--replace``).
+    """

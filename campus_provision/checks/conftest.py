@@ -22,6 +22,12 @@ EVIDENCE_LIMIT = 4000  # characters of output kept per command
 PEERS = 2  # other PCs each PC tries to reach (lateral traffic)
 _ROLE = {"worker": False}
 _CONTROL_RE = re.compile(r"test_(CP_[A-Z]+_\d{2})")
+# What ssh itself says when it never ran the command (exit 255), not the command's words.
+_SSH_FAILED = re.compile(
+    r"Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|No .* host key is known"
+    r"|ssh: connect to host|Permission denied \(|kex_exchange_identification|Connection closed by"
+    r"|Connection timed out|Could not resolve hostname|ProxyCommand|Connection refused"
+)
 
 
 @dataclass
@@ -32,8 +38,16 @@ class Evidence:
     lines: list[str] = field(default_factory=list)
 
     def run(self, command: str) -> Any:
-        """Run ``command`` on the host (no exception on failure) and record it."""
+        """Run ``command`` on the host (no exception on failure) and record it.
+
+        A command that never reached the host (ssh itself failed: exit 255 with ssh's own
+        words) ends the check as an error: its empty output is no finding.
+        """
         result = self.host.run(command)
+        if result.rc == 255 and _SSH_FAILED.search(result.stderr):
+            why = next(ln for ln in result.stderr.splitlines() if _SSH_FAILED.search(ln))
+            self.lines.append(f"$ {command}\n{result.stderr.strip()}\n(exit 255)")
+            probe_failed(f"ssh could not run the probe on the host: {why.strip()}")
         out = (result.stdout + result.stderr).strip()
         if len(out) > EVIDENCE_LIMIT:
             out = out[:EVIDENCE_LIMIT] + f"\n... ({len(out) - EVIDENCE_LIMIT} more characters)"

@@ -13,6 +13,7 @@ import typer
 from campus_provision import __version__
 from campus_provision.cli import (
     bundle,
+    hosts,
     init,
     keys,
     lab,
@@ -66,6 +67,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(report.app, name="report")
 app.add_typer(bundle.app, name="bundle")
 app.add_typer(volumes.app, name="volumes")
+app.add_typer(hosts.app, name="hosts")
 
 
 def reflow(doc: str) -> str:

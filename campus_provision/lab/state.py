@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from campus_provision.errors import LabError
+from campus_provision.hostkeys import known_hosts_file
 
 DEFAULT_STATE_DIR = Path("/var/lib/campus-provision/lab")
 DEFAULT_PREFIX = "cpl"
@@ -63,7 +64,8 @@ class LabPaths:
 
     @property
     def known_hosts(self) -> Path:
-        return self.root / "ssh" / "known_hosts"
+        """The lab inventory's own known_hosts: ssh records each host's key there at start."""
+        return known_hosts_file(self.inventory)
 
     @property
     def inventory(self) -> Path:

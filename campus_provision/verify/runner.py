@@ -137,7 +137,6 @@ def run_checks(target: Target, junit: Path, progress: Progress | None = None) ->
         env = dict(os.environ)
         env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
         env["CAMPUS_VERIFY_RESULTS"] = str(results_file)
-        env["ANSIBLE_HOST_KEY_CHECKING"] = "False"
         if target.probe:
             env["CAMPUS_VERIFY_PROBE"] = target.probe
         log = Path(tmp) / "pytest.log"

@@ -23,6 +23,7 @@ API (stable; later changes are additive):
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import json
 import os
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from campus_provision.hostkeys import ssh_options
 from campus_provision.volumes import VolumeError
 from campus_provision.volumes.backend import Pbkdf
 
@@ -278,6 +280,17 @@ def load_fleet(
     comma-separated); one that matches nothing is a VolumeError naming it.
     """
     data = read_inventory(inventory, limit.strip() if limit else None)
-    return fleet_from_inventory(
+    targets = fleet_from_inventory(
         data, datasets=datasets, admin=admin, source=str(inventory), limit_text=limit
     )
+    # Known by their keys in the inventory's known_hosts, as provision and verify know them.
+    checked = tuple(ssh_options(inventory))
+    return [
+        dataclasses.replace(
+            t,
+            connection=dataclasses.replace(
+                t.connection, ssh_args=(*checked, *t.connection.ssh_args)
+            ),
+        )
+        for t in targets
+    ]

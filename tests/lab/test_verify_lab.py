@@ -116,3 +116,45 @@ def test_audit_refuses_to_provision() -> None:
                           capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
     assert proc.returncode == 2
     assert "audit never changes a host" in proc.stderr
+
+
+def test_a_pc_whose_host_key_changed_is_an_error_naming_it(
+    nspawn_lab: Lab, evidence: tuple[Path, Path, subprocess.CompletedProcess[str]],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """Whatever answers at a PC's address with another key is not that PC: nothing passes."""
+    paths, result = nspawn_lab
+    pc = next(h for h in result.plan.hosts if h.name == "sgm-a01")
+    known = paths.known_hosts
+    kept = known.read_text()
+    mine = [ln for ln in kept.splitlines() if ln.split(" ", 1)[0] == str(pc.address.ip)]
+    assert mine, f"the lab did not record {pc.name}'s key in {known}"
+    other = tmp_path / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    forged = f"{pc.address.ip} {' '.join(other.with_suffix('.pub').read_text().split()[:2])}"
+    known.write_text(
+        "\n".join([ln for ln in kept.splitlines() if ln not in mine] + [forged]) + "\n"
+    )
+    try:
+        out = tmp_path / "evidence"
+        env = {**os.environ, "CAMPUS_KEYS_DIR": str(evidence[1].parent),
+               "CAMPUS_KEYSTORE_PASSPHRASE": PASSPHRASE}  # fmt: skip
+        proc = subprocess.run(
+            [str(VENV_BIN / "campus-provision"), "verify", str(EXAMPLE), "--lab", "--prefix", paths.prefix,
+             "--limit", pc.name, "--controls", "CP-NET-01,CP-ACC-02", "--out", str(out)],
+            env=env, capture_output=True, text=True, timeout=600, check=False,
+        )  # fmt: skip
+    finally:
+        known.write_text(kept)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    run = results(out)
+    assert {r.control: r.status for r in run.results} == {
+        "CP-NET-01": "error",
+        "CP-ACC-02": "error",
+    }
+    for r in run.results:
+        assert "ssh could not run the probe" in r.message, r.message
+        assert (
+            "REMOTE HOST IDENTIFICATION HAS CHANGED" in r.evidence
+            or "Host key verification failed" in r.message
+        )
