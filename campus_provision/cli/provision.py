@@ -27,6 +27,13 @@ from campus_provision.paths import playbooks_dir
 from campus_provision.provision.bootstrap import choose_users, overlay_inventory
 from campus_provision.provision.events import RESULT_KINDS, Event
 from campus_provision.provision.lock import inventory_lock
+from campus_provision.provision.progress import (
+    ProgressLines,
+    duration,
+    empty_plays_line,
+    failure_line,
+    resume_line,
+)
 from campus_provision.provision.runner import RunResult, last_error, run_playbook
 from campus_provision.render import diff_tree, render_files, write_tree
 from campus_provision.verify.evidence import utc_stamp
@@ -99,7 +106,10 @@ VerifyOpt = Annotated[
 
 
 class _Follow:
-    """Feeds the live display from the run's events; prints failures as they happen."""
+    """Feeds the live display from the run's events; prints failures as they happen.
+
+    For a terminal; output that is not one gets plain lines (``_Lines``).
+    """
 
     def __init__(self, bar: Progress) -> None:
         self.bar = bar
@@ -120,17 +130,32 @@ class _Follow:
             self.done.add(event.host)
             if event.kind in ("failed", "unreachable"):
                 self.out.add(event.host)
-                label = "FAILED" if event.kind == "failed" else "UNREACHABLE"
-                console.print(
-                    f"[red]{label}[/red] {escape(event.host)}: {escape(event.task or '')}: "
-                    f"{escape(event.msg or '')}"
-                )
-        elif event.kind == "no_hosts":
-            console.print("no hosts matched in a play (check --limit)")
+                label, rest = failure_line(event).split(" ", 1)
+                console.print(f"[red]{label}[/red] {escape(rest)}")
+        elif event.kind == "resume":
+            console.print(escape(resume_line(event)))
         if self.in_play is not None:
             # The current task runs on the play's hosts that had not dropped out before it.
             remaining = max(self.in_play - self.out_before, len(self.done))
             self.bar.update(self.row, completed=len(self.done), total=remaining)
+
+
+class _Lines:
+    """Prints the run's progress as plain lines, for output that is not a terminal."""
+
+    def __init__(self) -> None:
+        self.lines = ProgressLines()
+
+    def _print(self, lines: list[str]) -> None:
+        for line in lines:
+            # One event, one line: a log is read line by line, so no wrapping.
+            console.print(escape(line), soft_wrap=True, highlight=False)
+
+    def __call__(self, event: Event) -> None:
+        self._print(self.lines.feed(event))
+
+    def close(self) -> None:
+        self._print(self.lines.close())
 
 
 def _run_live(
@@ -145,6 +170,23 @@ def _run_live(
     diff: bool,
     extra_vars: dict[str, str],
 ) -> RunResult:
+    if not console.is_terminal:  # a pipe, tee, CI: lines a log can keep
+        lines = _Lines()
+        try:
+            return run_playbook(
+                playbook,
+                inventory,
+                run_dir,
+                limit=limit,
+                tags=tags,
+                skip_tags=skip_tags,
+                check=check,
+                diff=diff,
+                extra_vars=extra_vars,
+                on_event=lines,
+            )
+        finally:
+            lines.close()
     with Progress(
         SpinnerColumn(),
         TextColumn("[bold]{task.description}"),
@@ -153,8 +195,6 @@ def _run_live(
         TimeElapsedColumn(),
         console=console,
         transient=True,
-        # Off the terminal (a log, CI) only the failure lines and the summary are printed.
-        disable=not console.is_terminal,
     ) as bar:
         return run_playbook(
             playbook,
@@ -170,17 +210,6 @@ def _run_live(
         )
 
 
-def duration(seconds: float) -> str:
-    """``4.2s``, ``3m07s`` or ``1h02m``."""
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
-
-
 def write_summary(result: RunResult, *, check: bool = False) -> Path:
     """The per-host table as ``summary.json`` in the run dir, for scripts and audits."""
     data = {
@@ -189,6 +218,7 @@ def write_summary(result: RunResult, *, check: bool = False) -> Path:
         "check": check,
         "seconds": round(result.seconds, 1),
         "changed": result.total_changed(),
+        "plays_without_hosts": list(result.empty_plays),
         "hosts": [asdict(h) for h in result.hosts],
     }
     path = result.run_dir / SUMMARY_FILE
@@ -196,8 +226,13 @@ def write_summary(result: RunResult, *, check: bool = False) -> Path:
     return path
 
 
-def print_summary(result: RunResult, *, check: bool = False) -> None:
-    """The per-host table, then one line for the whole run (and why it failed, if so)."""
+def print_summary(result: RunResult, *, check: bool = False, limit: str | None = None) -> None:
+    """Plays that had no host (once), the per-host table, then one line for the run.
+
+    The line for the run says why it failed, if so. ``limit`` is the run's --limit.
+    """
+    if result.empty_plays:
+        console.print(escape(empty_plays_line(result.empty_plays, limit)), soft_wrap=True)
     table = Table(title="provision" + (" (check mode)" if check else ""), title_justify="left")
     for col in ("host", "ok", "changed", "failed", "unreachable", "time", "reason"):
         table.add_column(col, justify="left" if col in ("host", "reason") else "right")
@@ -216,11 +251,13 @@ def print_summary(result: RunResult, *, check: bool = False) -> None:
         console.print(table)
     failed = sum(1 for h in result.hosts if h.failed)
     unreachable = sum(1 for h in result.hosts if h.unreachable)
+    not_run = sum(1 for h in result.hosts if h.not_run and not (h.failed or h.unreachable))
     verdict = "[green]OK[/green]" if result.ok() else "[red]FAILED[/red]"
     console.print(
         f"{verdict}: {len(result.hosts)} hosts, changed {result.total_changed()}, "
-        f"failed {failed}, unreachable {unreachable} in {duration(result.seconds)}; "
-        f"run dir {escape(str(result.run_dir))}"
+        f"failed {failed}, unreachable {unreachable}"
+        + (f", not run {not_run}" if not_run else "")
+        + f" in {duration(result.seconds)}; run dir {escape(str(result.run_dir))}"
     )
     if result.rc != 0 and not (failed or unreachable):
         error = last_error(result.log)
@@ -299,9 +336,12 @@ def provision(
     Renders the inventory first if it is out of date with the spec, runs
     ansible-playbook with a generated ansible.cfg (pipelining, persistent SSH
     connections, forks sized to the host count), shows progress and each failure as it
-    happens, and keeps ansible.cfg, ansible.log, events.jsonl and timings.json in the run
-    directory. A host that fails does not stop the others. Exit 0 when every host
-    succeeded; 1 when any failed or was unreachable.
+    happens (on a terminal live; piped or in CI as plain lines: each play, each failure,
+    each host's counts per play), and keeps ansible.cfg, ansible.log, events.jsonl and
+    timings.json in the run directory. A host that fails does not stop the others, even
+    when a whole play fails: the plays Ansible then never started run on their hosts
+    after it. Exit 0 when every host succeeded; 1 when any failed, was unreachable or
+    was not run.
 
     Example: campus-provision provision inventories/seoul/campus.yml --limit wsg_sgm_secure --check
     """
@@ -350,7 +390,7 @@ def provision(
             extra_vars=extra_vars,
         )
     write_summary(result, check=check)
-    print_summary(result, check=check)
+    print_summary(result, check=check, limit=limit)
     code = 0 if result.ok() else 1
     if verify:
         try:

@@ -15,10 +15,13 @@ from types import MappingProxyType
 from typing import Any
 
 # What ``Event.kind`` can be. "failed" is a failure that counts; "ignored" one under
-# ignore_errors; "stats" carries Ansible's recap for one host at the end of the run.
+# ignore_errors; "not_run" names a play Ansible never started (it ends a playbook when a
+# play fails on every host); "stats" carries Ansible's recap for one host at the end of the
+# run. "resume" is the runner's own, never in events.jsonl: it starts ansible-playbook again
+# for the plays that never started.
 KINDS = frozenset(
     {"play", "task", "ok", "changed", "failed", "ignored", "unreachable", "skipped",
-     "no_hosts", "stats"}
+     "no_hosts", "not_run", "stats", "resume"}
 )  # fmt: skip
 RESULT_KINDS = frozenset({"ok", "changed", "failed", "ignored", "unreachable", "skipped"})
 
@@ -32,9 +35,12 @@ class Event:
     ``kind`` is one of ``KINDS``. ``host`` is set on results and stats; ``task`` on task
     starts and results; ``msg`` on failures and unreachable hosts only (one line, or
     "output hidden (no_log)"). ``play`` and ``hosts`` (how many hosts the play targets,
-    None when unknown) are set on "play". ``seconds`` is how long the task took on the
-    host; ``counts`` is Ansible's recap on "stats" (ok, changed, failures, unreachable,
-    skipped, rescued, ignored); ``time`` is when the callback wrote it (Unix time).
+    None when unknown) are set on "play". A "not_run" event has ``play`` and ``targets``,
+    the hosts that play would have run on (None when unknown); a "resume" event has the
+    ``play`` that failed on every host and the ``targets`` the runner runs the rest on.
+    ``seconds`` is how long the task took on the host; ``counts`` is Ansible's recap on
+    "stats" (ok, changed, failures, unreachable, skipped, rescued, ignored); ``time`` is
+    when the callback wrote it (Unix time).
     """
 
     kind: str
@@ -46,6 +52,7 @@ class Event:
     seconds: float | None = None
     counts: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
     handler: bool = False
+    targets: tuple[str, ...] | None = None
     time: float = 0.0
 
 
@@ -65,6 +72,7 @@ def parse_event(line: str) -> Event | None:
     hosts = record.get("hosts")
     seconds = record.get("seconds")
     counts = record.get("counts")
+    targets = record.get("targets")
     return Event(
         kind=str(record["kind"]),
         host=_str(record, "host"),
@@ -79,6 +87,7 @@ def parse_event(line: str) -> Event | None:
             else _EMPTY
         ),
         handler=record.get("handler") is True,
+        targets=tuple(str(t) for t in targets) if isinstance(targets, list) else None,
         time=float(record.get("time") or 0.0),
     )
 

@@ -6,11 +6,21 @@ there, never to the terminal; what the user sees comes from the campus_events ca
 which appends JSON lines to ``events.jsonl``. This module reads that file as it grows,
 hands each event to the caller, enforces the timeout, and at the end builds one
 ``HostSummary`` per host from the events and Ansible's recap.
+
+Ansible ends a whole playbook when one play fails on every host: with every log host
+down, the PCs' play would never start. The plays of site.yml target different hosts, so
+one kind of host failing is no reason to leave the others alone: when the callback
+reports plays that never started, the runner starts ansible-playbook again, limited to
+the hosts those plays target (``--limit @file``). The earlier plays then match none of
+them (or re-run, idempotent, on a host that is in both), the failed play matches none,
+and the rest runs as it would have. The events, log and timings of every round go to
+the same run directory.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -36,7 +46,9 @@ from campus_provision.provision.events import RESULT_KINDS, Event, EventTail
 POLL_SECONDS = 0.1
 KILL_GRACE_SECONDS = 5.0
 STOP_ROUNDS = 50
+MAX_RESUMES = 20  # each resume runs strictly fewer hosts, so this is only a backstop
 RUN_MARKER_ENV = "CAMPUS_PROVISION_RUN"
+TIMINGS_ENV = "CAMPUS_TIMINGS_FILE"
 EVENTS_FILE = "events.jsonl"
 TIMINGS_FILE = "timings.json"
 LOG_FILE = "ansible.log"
@@ -56,7 +68,9 @@ class HostSummary:
     runs from the host's first task start to its last result. ``reason`` and
     ``failed_task`` say why and where the host failed or was unreachable (the failure
     that ended its run; one rescued by a ``rescue:`` block does not count): one line, at
-    most about 300 characters, "output hidden (no_log)" for a no_log task.
+    most about 300 characters, "output hidden (no_log)" for a no_log task. ``not_run``
+    is set on a host that a play should have run on but Ansible never started that play;
+    ``reason`` then says why ("not run: ...") unless the host failed.
     """
 
     host: str
@@ -68,20 +82,24 @@ class HostSummary:
     seconds: float
     reason: str | None
     failed_task: str | None
+    not_run: bool = False
 
 
 @dataclass(frozen=True)
 class RunResult:
-    """The outcome of one ansible-playbook run.
+    """The outcome of one provisioning run (one or more ansible-playbook rounds).
 
     ``run_dir`` holds ansible.cfg, events.jsonl, ansible.log (ansible-playbook's own
-    output) and timings.json (per-task durations, slowest first).
+    output) and timings.json (per-task durations, slowest first). ``rc`` is the worst
+    exit code of its rounds. ``empty_plays`` names the plays that matched no host (in
+    the inventory, within ``--limit``) in the first round.
     """
 
     rc: int
     hosts: tuple[HostSummary, ...]
     run_dir: Path
     seconds: float
+    empty_plays: tuple[str, ...] = ()
 
     @property
     def log(self) -> Path:
@@ -89,8 +107,8 @@ class RunResult:
         return self.run_dir / LOG_FILE
 
     def ok(self) -> bool:
-        """Whether ansible-playbook succeeded and no host failed or was unreachable."""
-        return self.rc == 0 and not any(h.failed or h.unreachable for h in self.hosts)
+        """Whether ansible-playbook succeeded and every host ran, none failed or unreachable."""
+        return self.rc == 0 and not any(h.failed or h.unreachable or h.not_run for h in self.hosts)
 
     def total_changed(self) -> int:
         """Changed tasks over all hosts."""
@@ -209,10 +227,54 @@ def _environment(cfg: Path, run_dir: Path) -> dict[str, str]:
         ANSIBLE_FORCE_COLOR="False",
         PYTHONUNBUFFERED="1",
         CAMPUS_EVENTS_FILE=str(run_dir / EVENTS_FILE),
-        CAMPUS_TIMINGS_FILE=str(run_dir / TIMINGS_FILE),
+        **{TIMINGS_ENV: str(run_dir / TIMINGS_FILE)},
         **{RUN_MARKER_ENV: _marker(run_dir)},
     )
     return env
+
+
+def _merge_timings(into: Path, more: Path) -> None:
+    """Add the rows of a later round's timings to ``into``, slowest first; drop ``more``."""
+    rows: list[Any] = []
+    for path in (into, more):
+        with contextlib.suppress(OSError, ValueError):
+            data = json.loads(path.read_text(encoding="utf-8"))
+            rows += data if isinstance(data, list) else []
+    more.unlink(missing_ok=True)
+    rows.sort(key=lambda r: -float(r.get("seconds") or 0) if isinstance(r, dict) else 0.0)
+    tmp = into.with_name(f".{into.name}.tmp")
+    tmp.write_text(json.dumps(rows, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(into)
+
+
+def _skipped(events: Iterable[Event]) -> tuple[str | None, tuple[str, ...]]:
+    """The play a round stopped at and the hosts of the plays it never started."""
+    stopped_at: str | None = None
+    targets: set[str] = set()
+    for event in events:
+        if event.kind == "play":
+            stopped_at = event.play
+        elif event.kind == "not_run" and event.targets:
+            targets.update(event.targets)
+    return stopped_at, tuple(sorted(targets))
+
+
+def _empty_plays(events: Iterable[Event]) -> tuple[str, ...]:
+    """The plays that matched no host: a "play" event followed by "no_hosts"."""
+    found: list[str] = []
+    play: str | None = None
+    for event in events:
+        if event.kind == "play":
+            play = event.play
+        elif event.kind == "no_hosts" and play is not None and play not in found:
+            found.append(play)
+    return tuple(found)
+
+
+def stopped_reason(play: str | None) -> str:
+    """Why a host's plays never started: the ``play`` before them failed everywhere."""
+    name = f"the play '{play}'" if play else "a play"
+    return f"not run: {name} failed on every host, Ansible stopped"
 
 
 def run_playbook(
@@ -234,7 +296,9 @@ def run_playbook(
     ``run_dir`` is created if missing; a run there replaces the files of an earlier one.
     ``extra_vars`` go to a 0600 JSON file passed as ``-e @file`` and deleted after the
     run. ``on_event`` is called in the caller's thread for each event as it arrives. A
-    host that fails does not stop the others. Raises ProvisionError when the playbook or
+    host that fails does not stop the others: when Ansible ends the playbook because a
+    play failed on every host, the plays it never started are run in a further round on
+    their hosts (a "resume" event says so). Raises ProvisionError when the playbook or
     inventory does not exist, or the run outlives ``timeout`` seconds (it is then killed
     with everything it started).
     """
@@ -252,56 +316,129 @@ def run_playbook(
                             control_dir=inventory_control_dir(hosts_file))  # fmt: skip
     events_path = run_dir / EVENTS_FILE
     events_path.write_bytes(b"")
-    (run_dir / TIMINGS_FILE).unlink(missing_ok=True)
+    timings = run_dir / TIMINGS_FILE
+    timings.unlink(missing_ok=True)
+    for old in run_dir.glob("resume-*.limit"):
+        old.unlink()
     extra_file = _write_extra_vars(run_dir, extra_vars) if extra_vars else None
     events: list[Event] = []
     tail = EventTail(events_path)
 
-    def deliver() -> None:
-        for event in tail.read():
-            events.append(event)
+    def deliver(event: Event | None = None) -> None:
+        for new in [event] if event is not None else tail.read():
+            events.append(new)
             if on_event is not None:
-                on_event(event)
+                on_event(new)
 
     started = time.monotonic()
-    deadline = started + timeout
-    log = run_dir / LOG_FILE
     try:
-        cmd = _command(playbook, inventory, limit=limit, tags=tags, skip_tags=skip_tags,
-                       check=check, diff=diff, extra_vars_file=extra_file)  # fmt: skip
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                cmd,
-                cwd=run_dir,
-                env=_environment(cfg, run_dir),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group, to end it whole
-            )
-        try:
-            while proc.poll() is None:
-                deliver()
-                if time.monotonic() > deadline:
-                    _stop(proc, _marker(run_dir))
-                    raise ProvisionError(
-                        f"ansible-playbook did not finish within {timeout:.0f} s and was "
-                        f"stopped; see {log}"
-                    )
-                time.sleep(POLL_SECONDS)
-            deliver()
-        finally:
-            if proc.poll() is None:  # interrupted, or on_event raised
-                _stop(proc, _marker(run_dir))
+        rc, not_run, empty = _run_rounds(
+            functools.partial(_command, playbook, inventory, tags=tags, skip_tags=skip_tags,
+                              check=check, diff=diff, extra_vars_file=extra_file),
+            limit,
+            run_dir,
+            _environment(cfg, run_dir),
+            deliver,
+            lambda: events,
+            (started + timeout, timeout),
+        )  # fmt: skip
     finally:
         if extra_file is not None:
             extra_file.unlink(missing_ok=True)
     return RunResult(
-        rc=proc.returncode,
-        hosts=summarize(events),
+        rc=rc,
+        hosts=summarize(events, not_run),
         run_dir=run_dir,
         seconds=round(time.monotonic() - started, 3),
+        empty_plays=empty,
     )
+
+
+def _run_rounds(
+    command: Callable[..., list[str]],
+    limit: str | None,
+    run_dir: Path,
+    env: dict[str, str],
+    deliver: Callable[..., None],
+    events: Callable[[], list[Event]],
+    deadline: tuple[float, float],
+) -> tuple[int, dict[str, str], tuple[str, ...]]:
+    """Run ansible-playbook, then again while plays never started (at most MAX_RESUMES).
+
+    Returns the worst exit code, the hosts left not run with why, and the plays that
+    matched no host in the first round. Each further round is limited to the hosts of the
+    plays not started (a ``resume-N.limit`` file in the run dir).
+    """
+    rc = 0
+    not_run: dict[str, str] = {}
+    empty: tuple[str, ...] = ()
+    timings = run_dir / TIMINGS_FILE
+    for round_no in range(MAX_RESUMES + 1):
+        first = len(events())
+        if round_no:
+            env[TIMINGS_ENV] = str(run_dir / f".timings-{round_no}.json")
+        rc = max(rc, _run_once(command(limit=limit), env, run_dir, deliver, deadline,
+                               append=round_no > 0))  # fmt: skip
+        if round_no:
+            _merge_timings(timings, Path(env[TIMINGS_ENV]))
+        else:
+            empty = _empty_plays(events())
+        stopped_at, orphans = _skipped(events()[first:])
+        previous = set(not_run) if round_no else None
+        not_run = dict.fromkeys(orphans, stopped_reason(stopped_at))
+        if not orphans or round_no == MAX_RESUMES:
+            break
+        if previous is not None and not set(orphans) < previous:
+            break  # no progress (cannot happen with Ansible): report them as not run
+        limit_file = run_dir / f"resume-{round_no + 1}.limit"
+        limit_file.write_text("".join(f"{h}\n" for h in orphans), encoding="utf-8")
+        limit = f"@{limit_file}"
+        deliver(Event(kind="resume", play=stopped_at, targets=orphans, time=time.time()))
+    return rc, not_run, empty
+
+
+def _run_once(
+    cmd: list[str],
+    env: Mapping[str, str],
+    run_dir: Path,
+    deliver: Callable[[], None],
+    deadline: tuple[float, float],
+    *,
+    append: bool,
+) -> int:
+    """Run one ansible-playbook round to its end, delivering events; its exit code.
+
+    ``deadline`` is when the whole run must have ended (monotonic) and its timeout.
+    """
+    log = run_dir / LOG_FILE
+    with log.open("ab" if append else "wb") as out:
+        if append:
+            out.write(f"\n# campus-provision: again, for the plays not started: {cmd}\n".encode())
+            out.flush()
+        proc = subprocess.Popen(
+            cmd,
+            cwd=run_dir,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, to end it whole
+        )
+    try:
+        while proc.poll() is None:
+            deliver()
+            if time.monotonic() > deadline[0]:
+                _stop(proc, _marker(run_dir))
+                raise ProvisionError(
+                    f"ansible-playbook did not finish within {deadline[1]:.0f} s and was "
+                    f"stopped; see {log}"
+                )
+            time.sleep(POLL_SECONDS)
+        deliver()
+    finally:
+        if proc.poll() is None:  # interrupted, or on_event raised
+            _stop(proc, _marker(run_dir))
+    return proc.returncode
 
 
 @dataclass
@@ -314,15 +451,24 @@ class _Host:
     failed_task: str | None = None
 
 
-def summarize(events: Iterable[Event]) -> tuple[HostSummary, ...]:
-    """One summary per host that appears in ``events``, sorted by host name."""
-    hosts: dict[str, _Host] = {}
+def summarize(
+    events: Iterable[Event], not_run: Mapping[str, str] | None = None
+) -> tuple[HostSummary, ...]:
+    """One summary per host in ``events`` or ``not_run``, sorted by host name.
+
+    ``not_run`` maps a host that plays never ran on to why ("not run: ..."). The recaps
+    of several rounds add up.
+    """
+    not_run = not_run or {}
+    hosts: dict[str, _Host] = {name: _Host() for name in not_run}
     for event in events:
         if event.host is None:
             continue
         h = hosts.setdefault(event.host, _Host())
         if event.kind == "stats":
-            h.counts = dict(event.counts)
+            h.counts = h.counts or {}
+            for key, value in event.counts.items():
+                h.counts[key] = h.counts.get(key, 0) + value
             continue
         if event.kind not in RESULT_KINDS:
             continue
@@ -356,8 +502,9 @@ def summarize(events: Iterable[Event]) -> tuple[HostSummary, ...]:
                 unreachable=unreachable,
                 skipped=skipped,
                 seconds=round(seconds, 3),
-                reason=h.reason if broken else None,
+                reason=h.reason if broken else not_run.get(name),
                 failed_task=h.failed_task if broken else None,
+                not_run=name in not_run,
             )
         )
     return tuple(out)

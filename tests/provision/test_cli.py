@@ -225,3 +225,23 @@ def test_the_site_playbook_needs_a_bundle(run_cli: Callable[..., Result], tmp_pa
         f"{tmp_path}: not a bundle (no bundle.json); see 'bundle build'"
     )
     assert not (tmp_path / "run").exists() and not (tmp_path / "r").exists()
+
+
+def test_a_host_not_run_is_in_the_table_and_the_verdict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wide = Console(width=200, file=io.StringIO(), highlight=False, soft_wrap=True)
+    monkeypatch.setattr(provision_cli, "console", wide)
+    reason = "not run: the play 'Campus log hosts' failed on every host, Ansible stopped"
+    result = RunResult(
+        rc=4,
+        hosts=(_summary(host="sgm-a01", ok=0, changed=0, skipped=0, seconds=0, reason=reason,
+                        not_run=True),),
+        run_dir=tmp_path,
+        seconds=5,
+    )  # fmt: skip
+    print_summary(result)
+    out = wide.file.getvalue()  # type: ignore[attr-defined]
+    assert reason in out
+    assert "FAILED: 1 hosts, changed 0, failed 0, unreachable 0, not run 1 in 5.0s" in out
+    assert not result.ok()

@@ -365,3 +365,53 @@ def test_an_interrupted_run_leaves_no_process_and_no_secret(
                      extra_vars={"out_dir": str(tmp_path), "campus_secret": EXTRA_SECRET})  # fmt: skip
     assert not _processes_mentioning(str(run_dir))
     assert not list(run_dir.glob(".extra-vars-*"))
+
+
+STOPPING = """\
+---
+- name: Log hosts
+  hosts: pc2
+  gather_facts: false
+  tasks:
+    - name: Fail everywhere
+      ansible.builtin.fail:
+        msg: "every log host is down"
+
+- name: Time servers
+  hosts: pc3
+  gather_facts: false
+  tasks:
+    - name: Reach the far host
+      ansible.builtin.ping:
+
+- name: PCs
+  hosts: pc1,pc2,pc4
+  gather_facts: false
+  tasks:
+    - name: Lock down
+      ansible.builtin.debug:
+        msg: locked down
+"""
+
+
+def test_plays_after_one_that_failed_everywhere_still_run(project: Project, tmp_path: Path) -> None:
+    # Ansible ends the playbook after "Log hosts" (its one host failed) and again after
+    # "Time servers" (its one host unreachable); the runner runs the rest each time.
+    playbook = tmp_path / "stopping.yml"
+    playbook.write_text(STOPPING)
+    events: list[Event] = []
+    run = run_playbook(playbook, project.inventory, tmp_path / "run", on_event=events.append)
+    not_run = [(e.play, e.targets) for e in events if e.kind == "not_run"]
+    assert not_run == [
+        ("Time servers", ("pc3",)), ("PCs", ("pc1", "pc4")), ("PCs", ("pc1", "pc4"))
+    ]  # fmt: skip
+    resumes = [(e.play, e.targets) for e in events if e.kind == "resume"]
+    assert resumes == [("Log hosts", ("pc1", "pc3", "pc4")), ("Time servers", ("pc1", "pc4"))]
+    locked = [e.host for e in events if e.kind == "ok" and e.task == "Lock down"]
+    assert sorted(locked) == ["pc1", "pc4"]  # pc2 failed before: Ansible leaves it out
+    by_host = {h.host: h for h in run.hosts}
+    assert by_host["pc2"].failed == 1 and by_host["pc2"].reason == "every log host is down"
+    assert by_host["pc3"].unreachable == 1
+    assert (by_host["pc1"].ok, by_host["pc1"].not_run) == (1, False)
+    assert run.rc == 4 and not run.ok()
+    assert "locked down" in (run.run_dir / "ansible.log").read_text()

@@ -4,9 +4,12 @@ Ansible loads this file from the ``callback_plugins`` directory that the generat
 ansible.cfg names; campus-provision never imports it, so it imports nothing from the
 package (only the standard library and Ansible). Each event is one JSON object on one
 line of ``$CAMPUS_EVENTS_FILE``, flushed as it is written, so the runner can show
-progress while ansible-playbook runs. At the end it writes every task's duration per host
-to ``$CAMPUS_TIMINGS_FILE``, slowest first: ansible-core has no ``profile_tasks`` (that
-lives in ansible.posix, which the air-gapped controller does not carry).
+progress while ansible-playbook runs. Before the recap, each play that never started
+(Ansible ends a playbook when a play fails on every host) is named with the hosts it
+would have run on, so the runner can run it. At the end it writes every task's duration
+per host to ``$CAMPUS_TIMINGS_FILE``, slowest first: ansible-core has no
+``profile_tasks`` (that lives in ansible.posix, which the air-gapped controller does not
+carry).
 
 A result of a ``no_log`` task is never written: its event has no data from the result,
 and a failure's message is "output hidden (no_log)". Results of other tasks contribute one
@@ -29,9 +32,10 @@ name: campus_events
 type: aggregate
 short_description: write a run's events as JSON lines for campus-provision
 description:
-  - Writes plays, task starts, per-host results and the final stats to the file named by
-    the CAMPUS_EVENTS_FILE environment variable, one JSON object per line, and per-task
-    durations to CAMPUS_TIMINGS_FILE. Does nothing when CAMPUS_EVENTS_FILE is not set.
+  - Writes plays, task starts, per-host results, the plays that never started and the
+    final stats to the file named by the CAMPUS_EVENTS_FILE environment variable, one
+    JSON object per line, and per-task durations to CAMPUS_TIMINGS_FILE. Does nothing
+    when CAMPUS_EVENTS_FILE is not set.
   - Results of no_log tasks are never written.
 requirements:
   - enable in configuration (callbacks_enabled = campus_events)
@@ -124,6 +128,11 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]  # CallbackBase is unt
         # was rescued, so only a failure or unreachable as the last result counts.
         self._dropped: set[str] = set()
         self._last: dict[str, str] = {}
+        # The playbook's plays in order and how far the run got: Ansible ends the whole
+        # playbook when a play fails on every host, and the plays after it never start.
+        self._plays: list[Any] = []
+        self._reached = -1
+        self._inventory: Any = None
         # task key -> {"task", "path", "first", "last", "hosts": {host: seconds}}
         self._tasks: dict[str, dict[str, Any]] = {}
 
@@ -163,20 +172,34 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]  # CallbackBase is unt
             seconds=self._duration(host, result.task),
         )
 
+    def v2_playbook_on_start(self, playbook: Any) -> None:
+        """The playbook is loaded: remember its plays (imported ones included), in order."""
+        self._plays = list(playbook.get_plays())
+        self._reached = -1
+
+    def _drop_failed(self) -> None:
+        self._dropped.update(
+            h for h, kind in self._last.items() if kind in ("failed", "unreachable")
+        )
+        self._last = {}
+
     def v2_playbook_on_play_start(self, play: Any) -> None:
         """A play begins: its name and how many hosts it runs on.
 
         Those its pattern matches after ``--limit`` (and ``serial``), less the hosts that
         failed or were unreachable in an earlier play.
         """
-        self._dropped.update(
-            h for h, kind in self._last.items() if kind in ("failed", "unreachable")
-        )
-        self._last = {}
+        self._drop_failed()
+        # Ansible starts a copy of the play (once per serial batch); the copy keeps the uuid.
+        uuid = getattr(play, "_uuid", None)
+        for index, known in enumerate(self._plays):
+            if uuid is not None and getattr(known, "_uuid", None) == uuid:
+                self._reached = max(self._reached, index)
         try:
             # The callback API does not hand the inventory over; the play's variable
             # manager holds it. Without it the progress display shows no total.
-            matched = play._variable_manager._inventory.get_hosts(play.hosts)
+            self._inventory = play._variable_manager._inventory
+            matched = self._inventory.get_hosts(play.hosts)
             hosts: int | None = sum(1 for h in matched if h.get_name() not in self._dropped)
         except Exception:  # a private path; never fail a run over a count
             hosts = None
@@ -217,8 +240,31 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]  # CallbackBase is unt
         """The play's host pattern (with ``--limit``) matched no host."""
         self._emit("no_hosts")
 
+    def _not_run(self) -> None:
+        """One "not_run" event per play that never started, with the hosts it targets.
+
+        Its hosts are those its pattern matches within ``--limit``, less the hosts that
+        failed or were unreachable (Ansible would have left those out anyway); ``targets``
+        is left out when they cannot be known (a templated pattern, no inventory yet).
+        """
+        self._drop_failed()
+        for play in self._plays[self._reached + 1 :]:
+            targets: list[str] | None = None
+            pattern = getattr(play, "hosts", None)
+            if self._inventory is not None and pattern and "{{" not in str(pattern):
+                try:
+                    matched = self._inventory.get_hosts(pattern, ignore_restrictions=True)
+                    targets = sorted(
+                        h.get_name() for h in matched if h.get_name() not in self._dropped
+                    )
+                except Exception:  # a private path; never fail a run over it
+                    targets = None
+            self._emit("not_run", play=str(play.get_name()).strip(), targets=targets)
+
     def v2_playbook_on_stats(self, stats: Any) -> None:
-        """The run ended: Ansible's recap per host, then timings.json; close the file."""
+        """The run ended: plays never started, Ansible's recap per host, timings.json."""
+        if self._reached >= 0:  # a run that started no play reports no skipped plays
+            self._not_run()
         for host in sorted(stats.processed):
             counts = stats.summarize(host)
             self._emit("stats", host=host, counts={k: int(v) for k, v in counts.items()})
