@@ -106,3 +106,13 @@ class ProvisionError(CampusProvisionError):
     run that outlives its timeout (the message names its log). A host that fails or
     cannot be reached is a result with exit 1, not this error.
     """
+
+
+class OptionError(CampusProvisionError):
+    """Raised when a command-line value (or the environment variable standing in for it) is
+    not what the option takes: ``--probe`` not an IP address, ``--admin`` not a user name.
+
+    Checked where the option is read, before anything runs. Exit code 2, as for bad usage.
+    """
+
+    exit_code = 2

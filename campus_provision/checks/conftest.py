@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+
+from campus_provision.shell import ip_address
 
 EVIDENCE_LIMIT = 4000  # characters of output kept per command
 _ROLE = {"worker": False}
@@ -78,7 +79,12 @@ def probe_address(hostvars: dict[str, Any]) -> str:
     address = os.environ.get("CAMPUS_VERIFY_PROBE") or hostvars.get("campus_lab_outside")
     if not address:
         pytest.fail("no probe address: give verify --probe ADDRESS (an address outside the campus)")
-    return str(address)
+    # Checked again here, not only by --probe: the checks also run from other callers, and
+    # the address goes into commands on the PC. Not an address is an error, never a pass.
+    try:
+        return ip_address(str(address))
+    except ValueError as exc:
+        pytest.fail(f"probe address {exc}: give verify --probe an address outside the campus")
 
 
 def family_enabled(hostvars: dict[str, Any], family: str) -> None:
@@ -91,10 +97,6 @@ def family_enabled(hostvars: dict[str, Any], family: str) -> None:
 def not_applicable(reason: str) -> None:
     """Mark the control not applicable on this host, with the reason."""
     pytest.skip(f"not applicable: {reason}")
-
-
-def quote(value: str) -> str:
-    return shlex.quote(value)
 
 
 def active_lines(text: str) -> list[str]:

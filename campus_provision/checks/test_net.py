@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from campus_provision.checks.conftest import Evidence, family_enabled
+from campus_provision.shell import quote
 
 OUTSIDE_PORTS = (80, 443, 53, 22)
 CONNECT_SECONDS = 3
@@ -23,9 +24,10 @@ def _tcp(evidence: Evidence, targets: list[tuple[str, int]]) -> set[tuple[str, i
     """
     if not targets:
         return set()
+    # Each value is quoted where it enters a shell word, twice for the inner bash -c.
     probes = " ".join(
-        f"(timeout {CONNECT_SECONDS} bash -c 'exec 3<>/dev/tcp/{a}/{p}' 2>/dev/null "
-        f"&& echo 'open {a} {p}' || echo 'closed {a} {p}') &"
+        f"(timeout {CONNECT_SECONDS} bash -c {quote(f'exec 3<>/dev/tcp/{quote(a)}/{int(p)}')} "
+        f"2>/dev/null && echo {quote(f'open {a} {p}')} || echo {quote(f'closed {a} {p}')}) &"
         for a, p in sorted(set(targets))
     )
     result = evidence.run(f"{probes} wait")
@@ -44,7 +46,7 @@ def test_CP_NET_01_outbound_denied_by_default(
     family_enabled(hostvars, "NET")
     opened = _tcp(evidence, [(probe_address, p) for p in OUTSIDE_PORTS])
     reached = [f"tcp/{p}" for p in OUTSIDE_PORTS if (probe_address, p) in opened]
-    if evidence.run(f"ping -c 1 -W {CONNECT_SECONDS} {probe_address}").rc == 0:
+    if evidence.run(f"ping -c 1 -W {CONNECT_SECONDS} {quote(probe_address)}").rc == 0:
         reached.append("icmp")
     assert not reached, f"{probe_address} (outside the campus) is reachable: {', '.join(reached)}"
 

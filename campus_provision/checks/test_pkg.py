@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from campus_provision.checks.conftest import Evidence, family_enabled, not_applicable, quote
+from campus_provision.checks.conftest import Evidence, family_enabled, not_applicable
+from campus_provision.shell import quote
 
 _DEB_LINE = re.compile(r"^\s*deb(-src)?\s+(\[(?P<opts>[^\]]*)\]\s+)?(?P<uri>\S+)")
 
