@@ -114,3 +114,13 @@ class HostKeyError(CampusProvisionError):
     ``hosts trust`` on a host that presents no key (ssh-keyscan read none), or a key that
     differs from the one the inventory's known_hosts holds (without ``--replace``).
     """
+
+
+class OptionError(CampusProvisionError):
+    """Raised when a command-line value (or the environment variable standing in for it) is
+    not what the option takes: ``--probe`` not an IP address, ``--admin`` not a user name.
+
+    Checked where the option is read, before anything runs. Exit code 2, as for bad usage.
+    """
+
+    exit_code = 2

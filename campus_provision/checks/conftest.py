@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import pytest
 from testinfra.utils.ansible_runner import AnsibleRunner
+
+from campus_provision.shell import ip_address, quote
 
 EVIDENCE_LIMIT = 4000  # characters of output kept per command
 PEERS = 2  # other PCs each PC tries to reach (lateral traffic)
@@ -94,7 +95,12 @@ def probe_address(hostvars: dict[str, Any]) -> str:
     address = os.environ.get("CAMPUS_VERIFY_PROBE") or hostvars.get("campus_lab_outside")
     if not address:
         pytest.fail("no probe address: give verify --probe ADDRESS (an address outside the campus)")
-    return str(address)
+    # Checked again here, not only by --probe: the checks also run from other callers, and
+    # the address goes into commands on the PC. Not an address is an error, never a pass.
+    try:
+        return ip_address(str(address))
+    except ValueError as exc:
+        pytest.fail(f"probe address {exc}: give verify --probe an address outside the campus")
 
 
 @pytest.fixture(scope="module")
@@ -178,10 +184,6 @@ def listening_ports(evidence: Evidence) -> list[str]:
     if listing.rc != 0 or not any(p.rpartition(":")[2] == "22" for p in ports):
         probe_failed(f"ss does not list sshd's port 22 (exit {listing.rc})")
     return ports
-
-
-def quote(value: str) -> str:
-    return shlex.quote(value)
 
 
 def active_lines(text: str) -> list[str]:

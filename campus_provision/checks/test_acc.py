@@ -10,8 +10,8 @@ from campus_provision.checks.conftest import (
     family_enabled,
     not_applicable,
     probe_failed,
-    quote,
 )
+from campus_provision.shell import quote
 
 GENERIC = {"admin", "administrator", "analyst", "demo", "guest", "kiosk", "operator", "public",
            "shared", "student", "test", "user", "visitor"}  # fmt: skip

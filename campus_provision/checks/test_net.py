@@ -11,6 +11,7 @@ from typing import Any
 
 from campus_provision.checks.conftest import Evidence, family_enabled, probe_failed
 from campus_provision.checks.nft import inbound_problems
+from campus_provision.shell import ip_address
 
 OUTSIDE_PORTS = (80, 443, 53, 22)
 OUTSIDE_UDP_PORTS = (53, 123, 443)  # DNS, NTP and QUIC: the ways out that are not TCP
@@ -44,6 +45,11 @@ def _probe_states(evidence: Evidence, probes: list[Probe]) -> dict[Probe, str]:
         "&& read -r -t {t} line <&3' 2>/dev/null",
         "icmp": "ping -c 1 -W {t} {a} >/dev/null 2>&1",
     }
+    for _, address, _ in probes:
+        try:  # an IP literal holds no shell syntax: the one check that makes it inert here
+            ip_address(address)
+        except ValueError as exc:
+            probe_failed(f"a probe target {exc}")
     shell = " ".join(
         f'({commands[proto].format(t=CONNECT_SECONDS, a=a, p=p)}; echo "$? {proto} {a} {p}") &'
         for proto, a, p in sorted(set(probes))

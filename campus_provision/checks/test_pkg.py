@@ -10,8 +10,8 @@ from campus_provision.checks.conftest import (
     family_enabled,
     not_applicable,
     probe_failed,
-    quote,
 )
+from campus_provision.shell import quote
 
 # Source options that switch apt's signature check off or down (deb822 field, one-line option).
 INSECURE = ("trusted", "allow-insecure", "allow-weak", "allow-downgrade-to-insecure")

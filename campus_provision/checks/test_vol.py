@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from campus_provision.checks.conftest import Evidence, family_enabled, not_applicable, quote
+from campus_provision.checks.conftest import Evidence, family_enabled, not_applicable
+from campus_provision.shell import quote
 
 MOUNT_ROOT = "/srv/datasets"
 KEY_DIR = "/etc/cryptsetup-keys.d"

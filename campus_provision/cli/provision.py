@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -16,7 +15,7 @@ from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TextColum
 from rich.table import Table
 
 from campus_provision.cli import verify as verify_cli
-from campus_provision.cli.common import AdminOpt, SpecArg, console, load, user_errors
+from campus_provision.cli.common import AdminOpt, SpecArg, admin_account, console, load, user_errors
 from campus_provision.cli.keys import read_passphrase
 from campus_provision.errors import ProvisionError
 from campus_provision.keys.atomic import write_atomic
@@ -376,7 +375,7 @@ def provision(
             raise ProvisionError(f"{playbook}: no such playbook")
         directory = run_dir or runs / stamp
         if login == "auto":
-            who = admin or os.environ.get("CAMPUS_ADMIN") or campus.accounts.admins[0].username
+            who = admin_account(admin, campus)
             inventory = _login_inventory(inventory, directory, limit, who)
         result = _run_live(
             playbook or playbooks_dir() / "site.yml",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import Annotated
@@ -12,7 +11,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from campus_provision.cli.common import AdminOpt, SpecArg, console, load, user_errors
+from campus_provision.cli.common import (
+    AdminOpt,
+    SpecArg,
+    admin_account,
+    console,
+    ip_address_option,
+    load,
+    user_errors,
+)
 from campus_provision.cli.keys import read_passphrase
 from campus_provision.errors import VerifyError
 from campus_provision.keys.signing import default_keys_dir, load_signing_key
@@ -44,7 +51,12 @@ LabOpt = Annotated[
 PrefixOpt = Annotated[str, typer.Option("--prefix", help="The lab's prefix, with --lab.")]
 ProbeOpt = Annotated[
     str | None,
-    typer.Option("--probe", help="An address outside the campus that egress checks try to reach."),
+    typer.Option(
+        "--probe",
+        metavar="ADDRESS",
+        help="An IP address outside the campus that egress checks try to reach.",
+        callback=ip_address_option,
+    ),
 ]
 WorkersOpt = Annotated[
     int, typer.Option("--workers", "-n", min=1, max=32, help="Parallel pytest workers.")
@@ -113,7 +125,7 @@ def _run(
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         # Provisioned PCs take only an admin (with sudo); fresh ones only root.
         scratch = out_dir.parent / f".{out_dir.name}.inventory"
-        who = admin or os.environ.get("CAMPUS_ADMIN") or campus.accounts.admins[0].username
+        who = admin_account(admin, campus)
         users = choose_users(inventory / "hosts.yml", limit or "all", who)
         target = Target(
             inventory=overlay_inventory(inventory / "hosts.yml", scratch, users),

@@ -12,7 +12,6 @@ API (stable; later changes are additive): the ``*Opt``/``*Arg`` annotations,
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -26,7 +25,7 @@ from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 
-from campus_provision.cli.common import console, load
+from campus_provision.cli.common import admin_account, console, load
 from campus_provision.cli.keys import KEYSTORE_PROMPT, read_passphrase
 from campus_provision.keys.signing import default_keys_dir, load_signing_key
 from campus_provision.keys.volumes import VolumeKeystore, volume_id
@@ -123,7 +122,7 @@ def prepare(
     # Who logs in, as provision and verify decide it: the admin where it can (root login
     # is off on a provisioned PC), else root (a PC not provisioned yet); neither: as the
     # inventory says, and the first command names the PC unreachable.
-    who = admin or os.environ.get("CAMPUS_ADMIN") or campus.accounts.admins[0].username
+    who = admin_account(admin, campus)
     users = login_users(inventory, [t.host for t in targets], who)
     targets = [
         replace(t, connection=replace(t.connection, user=users[t.host])) if t.host in users else t

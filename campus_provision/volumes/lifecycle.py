@@ -33,12 +33,13 @@ from typing import Any
 
 from campus_provision.errors import CampusProvisionError
 from campus_provision.keys.volumes import KEYFILE_BYTES, VolumeKeystore, split_volume_id
+from campus_provision.shell import quote as q
 from campus_provision.volumes import VolumeError
 from campus_provision.volumes.journal import DONE, INTENT, Journal, journals, volume_lock
 from campus_provision.volumes.load import MANIFEST as LOAD_MANIFEST
 from campus_provision.volumes.load import check_source, load_files, sha256_file
 from campus_provision.volumes.mirror import MirrorSource, refetch
-from campus_provision.volumes.remote import Shell, check, q
+from campus_provision.volumes.remote import Shell, check
 
 KIND_RETIRE = "retire"
 RETIRE_STEPS = (
@@ -185,9 +186,13 @@ class RetirePlan:
     def from_note(cls, note: str | None, source: Path) -> RetirePlan:
         try:
             data: dict[str, Any] = json.loads(note or "")
-            return cls(**data)
+            plan = cls(**data)
         except (ValueError, TypeError):
             raise VolumeError(f"{source}: the plan record of this retire is damaged") from None
+        # Its numbers go into commands on the PC as they are: numbers, or it is damaged.
+        if type(plan.header_bytes) is not int or type(plan.partno) not in (int, type(None)):
+            raise VolumeError(f"{source}: the plan record of this retire is damaged")
+        return plan
 
 
 @dataclass(frozen=True)

@@ -22,15 +22,16 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
+from campus_provision.shell import quote as q
 from campus_provision.volumes import VolumeError
-from campus_provision.volumes.remote import Shell, check, q
+from campus_provision.volumes.remote import Shell, check
 
 MANIFEST = "SHA256SUMS"
 MANIFEST_SIGNATURE = f"{MANIFEST}.sig"  # beside it on the mirror (volumes sign-manifest)
 _LINE = re.compile(r"([0-9a-fA-F]{64}) [ *](.+)")
-_BAD_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
+_NAME_PART = re.compile(r"[\w.][\w .,+=@%~#()-]*")
 _CHUNK = 1 << 20
 MAX_PROBLEMS_SHOWN = 5
 TEMP_PREFIX = ".load."
@@ -52,20 +53,26 @@ class SourceFile:
 
 
 def check_name(name: str) -> str:
-    """``name`` if it is a plain relative path that stays inside the volume (else VolumeError)."""
-    parts = PurePosixPath(name).parts
+    """``name`` if it is a plain relative path that stays inside the volume (else VolumeError).
+
+    A manifest is data from outside (a directory handed over, a mirror), and its names go
+    into commands on the PC. They are quoted there; still, a name is refused unless each of
+    its ``/``-separated parts is letters (any script), digits, spaces and ``. , + = @ % ~ #
+    ( ) _ -``, starting with a letter, digit, ``_`` or ``.`` (never ``-``): no quote, ``$``,
+    backtick, backslash or control character, no ``..``, nothing absolute.
+    """
+    parts = name.split("/")
     if (
         not name
-        or _BAD_CHARS.search(name)
-        or name.startswith("/")
-        or name.endswith("/")
-        or any(p in ("..", ".") for p in name.split("/"))
-        or "//" in name
-        or not parts
+        or not all(_NAME_PART.fullmatch(p) for p in parts)
+        or any(p in ("..", ".") for p in parts)
         or parts[-1].startswith(TEMP_PREFIX)
         or name in (MANIFEST, MANIFEST_SIGNATURE)
     ):
-        raise VolumeError(f"{name!r}: not a file name a dataset may have (relative, no '..')")
+        raise VolumeError(
+            f"{name!r}: not a file name a dataset may have (relative, no '..'; letters, "
+            "digits, spaces and . , + = @ % ~ # ( ) _ -, no part starting with '-')"
+        )
     return name
 
 

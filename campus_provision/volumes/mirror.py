@@ -46,6 +46,7 @@ from campus_provision.volumes.remote import Shell, check
 
 SIGNATURE = MANIFEST_SIGNATURE
 DATASETS_DIR = "datasets"
+_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,62}")
 _URL = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(/[A-Za-z0-9._~/-]*)?")
 
 
@@ -66,6 +67,10 @@ def dataset_url(mirror_url: str, dataset: str, version: str) -> str:
     plain http(s))."""
     if not _URL.fullmatch(mirror_url):
         raise VolumeError(f"{mirror_url!r}: not an http(s) mirror URL")
+    # One path segment each, as the spec's patterns say: never "..", never a "/".
+    for what, value in (("dataset id", dataset), ("dataset version", version)):
+        if not _SEGMENT.fullmatch(value):
+            raise VolumeError(f"{value!r}: not a {what} (letters, digits, . _ + -)")
     return f"{mirror_url.rstrip('/')}/{DATASETS_DIR}/{quote(dataset)}/{quote(version)}/"
 
 

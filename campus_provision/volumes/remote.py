@@ -13,8 +13,6 @@ command line.
 
 from __future__ import annotations
 
-import os
-import shlex
 import subprocess
 from typing import Protocol
 
@@ -96,8 +94,3 @@ def check(shell: Shell, script: str, what: str, stdin: bytes = b"") -> str:
         detail = (result.stderr or result.stdout).strip().replace("\n", "; ")
         raise VolumeError(f"{shell.where}: {what} failed (exit {result.returncode}): {detail}")
     return result.stdout
-
-
-def q(value: str | os.PathLike[str]) -> str:
-    """``value`` quoted for the shell."""
-    return shlex.quote(os.fspath(value))

@@ -1,10 +1,11 @@
 """A dataset volume on a PC, reached over SSH: :class:`SshBackend`.
 
 Each operation is one ``ssh`` command with a *fixed* remote command line, built with
-:func:`shlex.join` from constant words and names checked against the spec's rules (dataset
-ids, device and key-file paths); keys travel only on ssh's stdin, so no key is ever in an
-argv, here or on the PC, nor in a log. The remote side runs in the C locale (cryptsetup's
-messages are parsed) with ``sudo -n`` when the login is not root (``--admin``).
+:func:`campus_provision.shell.join` from constant words and names checked against the
+spec's rules (dataset ids, device and key-file paths); keys travel only on ssh's stdin,
+so no key is ever in an argv, here or on the PC, nor in a log. The remote side runs in
+the C locale (cryptsetup's messages are parsed) with ``sudo -n`` when the login is not
+root (``--admin``).
 
 - ``run(args, stdin)``: ``cryptsetup <args>`` on the PC (the device is
   ``/dev/disk/by-partlabel/<dataset id>``, the partition the role names after it).
@@ -37,13 +38,13 @@ import atexit
 import contextlib
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path, PurePosixPath
 
 from campus_provision.keys.volumes import KEYFILE_BYTES
+from campus_provision.shell import join
 from campus_provision.volumes import VolumeError
 from campus_provision.volumes.backend import CryptsetupBackend, Pbkdf, Result, check_key
 from campus_provision.volumes.fleet import Connection
@@ -95,7 +96,7 @@ def luks_label(dump: str) -> str | None:
 def remote_command(connection: Connection, argv: list[str]) -> str:
     """The one string ssh sends: ``argv`` quoted, in the C locale, under sudo if not root."""
     prefix = ["sudo", "-n"] if connection.become else []
-    return shlex.join([*prefix, "env", "LC_ALL=C", _REMOTE_PATH, *argv])
+    return join([*prefix, "env", "LC_ALL=C", _REMOTE_PATH, *argv])
 
 
 CONTROL_PERSIST = 15  # seconds a master idles before it stops (a killed process's too)
@@ -170,7 +171,9 @@ def ssh_argv(connection: Connection, remote: str) -> list[str]:
         argv += ["-p", str(connection.port)]
     if connection.identity_file:
         argv += ["-i", connection.identity_file]
-    return [*argv, "-l", connection.user, connection.address, "--", remote]
+    # "--" before the address: an inventory's ansible_host of "-oProxyCommand=..." is a
+    # host name ssh cannot resolve, not an option that runs a command here.
+    return [*argv, "-l", connection.user, "--", connection.address, remote]
 
 
 def _checked_path(path: str, what: str) -> str:

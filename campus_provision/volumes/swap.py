@@ -23,6 +23,7 @@ new one is).
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -31,6 +32,8 @@ from typing import Any
 
 from campus_provision.errors import CampusProvisionError
 from campus_provision.keys.volumes import KEYFILE_BYTES, VolumeKeystore, split_volume_id
+from campus_provision.shell import join
+from campus_provision.shell import quote as q
 from campus_provision.volumes import VolumeError
 from campus_provision.volumes.backend import Pbkdf
 from campus_provision.volumes.journal import DONE, INTENT, Journal, volume_lock
@@ -49,7 +52,7 @@ from campus_provision.volumes.lifecycle import (
     tell_kernel,
 )
 from campus_provision.volumes.load import MANIFEST, check_source, load_files, sha256_file
-from campus_provision.volumes.remote import Shell, check, q
+from campus_provision.volumes.remote import Shell, check
 
 KIND_SWAP = "swap"
 SWAP_STEPS = (
@@ -60,6 +63,7 @@ LUKS_TYPE_GUID = "CA7D7CCB-63ED-4C53-861C-1742536059CC"  # as the role's module
 MOUNT_OPTIONS = "nodev,nosuid,noexec"
 _VERSION_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-")
 LUKS_LABEL_MAX = 47
+_TEMP = re.compile(r"cpswap-[0-9a-f]{8}")
 WAIT = "i=0; while [ ! -e {p} ] && [ $i -lt 120 ]; do sleep 0.5; i=$((i+1)); done; [ -e {p} ]"
 
 
@@ -91,9 +95,16 @@ class SwapPlan:
     @classmethod
     def from_note(cls, note: str | None, source: Path) -> SwapPlan:
         try:
-            return cls(**json.loads(note or ""))
+            plan = cls(**json.loads(note or ""))
+            Pbkdf(**plan.pbkdf)
         except (ValueError, TypeError):
             raise VolumeError(f"{source}: the plan record of this swap is damaged") from None
+        # Its numbers and the temporary name go into commands on the PC (and sfdisk's
+        # script) as they are: they must be what plan_swap wrote.
+        numbers = (plan.old_partno, plan.sectors, plan.old_header_bytes)
+        if not all(type(n) is int for n in numbers) or not _TEMP.fullmatch(str(plan.temp)):
+            raise VolumeError(f"{source}: the plan record of this swap is damaged")
+        return plan
 
 
 def check_version(dataset: str, version: str) -> str:
@@ -253,7 +264,7 @@ class _Swap:
         pbkdf = Pbkdf(**self.plan.pbkdf)
         self.sh(
             "cryptsetup luksFormat --batch-mode --type luks2 --cipher aes-xts-plain64 "
-            f"--key-size 512 {' '.join(pbkdf.args())} --label {q(self.plan.label)} "
+            f"--key-size 512 {join(pbkdf.args())} --label {q(self.plan.label)} "
             f"--key-file=- --keyfile-size={KEYFILE_BYTES} {q(self.new_dev)}",
             f"luksFormat {self.new_dev}",
             self.key(),

@@ -67,7 +67,7 @@ def test_the_ssh_command_line() -> None:
     assert argv[:3] == ["ssh", "-F", "/lab dir/ssh_config"]
     assert "BatchMode=yes" in argv and "ConnectTimeout=15" in argv
     assert "ServerAliveInterval=15" in argv
-    assert argv[-5:] == ["-l", "root", "10.254.1.11", "--", "true"]
+    assert argv[-5:] == ["-l", "root", "--", "10.254.1.11", "true"]
     admin = ssh_argv(ADMIN, "true")
     assert (
         admin[admin.index("-p") + 1] == "2222" and admin[admin.index("-i") + 1] == "/k/id_ed25519"
