@@ -347,11 +347,12 @@ def provision(
     stamp = utc_stamp()
     with user_errors(), contextlib.ExitStack() as held:
         campus = load(spec)
+        if lab:  # the lab must be up (its inventory directory there) before it is locked
+            lab_for_spec(LabPaths(state_dir_from_env(), prefix), spec)
         # One run per inventory: a second one is refused before it renders or probes.
         held.enter_context(inventory_lock(_inventory_of(spec, lab, prefix)))
         if lab:
             paths = LabPaths(state_dir_from_env(), prefix)
-            lab_for_spec(paths, spec)
             inventory = paths.inventory / "hosts.yml"
             runs = paths.root / "runs"
             record = read_record(paths) or {}

@@ -9,6 +9,7 @@ import typer
 
 from campus_provision.cli.common import SpecArg, console, load, user_errors
 from campus_provision.render import diff_tree, render_files, write_tree
+from campus_provision.render.files import GENERATIONS
 
 
 def render(
@@ -28,8 +29,9 @@ def render(
 ) -> None:  # fmt: skip
     """Render the Ansible inventory (hosts.yml, group_vars/) from a campus spec.
 
-    The output is byte-identical for the same spec, holds no secrets, and is written
-    atomically: a failure leaves the old files as they were.
+    The output is byte-identical for the same spec, holds no secrets, and is switched in
+    atomically: hosts.yml and group_vars are links into .rendered/, whose files change
+    together in one step, so a failure leaves the old files as they were.
 
     Example: campus-provision render inventories/seoul/campus.yml --check
     """
@@ -50,6 +52,11 @@ def render(
             console.print(f"{target}: up to date ({len(files)} files)")
             return
         result = write_tree(target, files)
+    if result.migrated:
+        console.print(
+            f"{target}: moved hosts.yml and group_vars/ into {GENERATIONS}/ (renders now switch "
+            "them together, in one step)"
+        )
     if result.differs:
         console.print(
             f"{target}: rendered {len(campus.workstations)} PCs into {len(files)} files "

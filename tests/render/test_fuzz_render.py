@@ -137,4 +137,9 @@ def test_render_of_a_bad_spec_leaves_the_output_as_it_was(
     assert result.exit_code == 2, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert snapshot(root) == before
-    assert sorted(p.name for p in root.iterdir()) == ["campus.yml", "group_vars", "hosts.yml"]
+    assert sorted(p.name for p in root.iterdir()) == [
+        ".rendered",
+        "campus.yml",
+        "group_vars",
+        "hosts.yml",
+    ]

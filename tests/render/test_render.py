@@ -149,7 +149,11 @@ def test_failed_write_leaves_old_files_and_no_staging(
     assert result.exit_code == 1
     assert "writing the inventory failed, old files kept" in result.stderr
     assert snapshot(spec.parent) == before
-    assert not [p for p in spec.parent.iterdir() if p.name.startswith(".render-")]
+    generations = spec.parent / ".rendered"
+    assert sorted(p.name for p in generations.iterdir()) == [
+        "current",
+        (generations / "current").readlink().name,
+    ]  # the half-written generation is gone
 
 
 def test_foreign_file_in_group_vars_is_refused(spec: Path, run_cli: Callable[..., Result]) -> None:
