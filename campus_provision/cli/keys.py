@@ -18,7 +18,6 @@ from campus_provision.keys.passphrase import (
     PASSPHRASE_FILE_ENV,
     environment_passphrase,
     environment_passphrase_file,
-    loose_mode,
     read_passphrase_file,
 )
 from campus_provision.keys.signing import (
@@ -63,23 +62,13 @@ PassphraseFileOpt = Annotated[
     Path | None,
     typer.Option(
         "--passphrase-file",
-        help="Read the passphrase from the first line of this file (keep it 0600). Without "
+        help="Read the passphrase from the first line of this file (0600: one others may "
+        "open is refused). Without "
         f"it: the file ${PASSPHRASE_FILE_ENV} names, else ${PASSPHRASE_ENV}, else a prompt. "
         "Never given on the command line itself.",
         show_default=False,
     ),
 ]
-
-
-def _from_file(path: Path) -> str:
-    """The first line of a passphrase file, with a warning when others can read it."""
-    passphrase = read_passphrase_file(path)
-    if (mode := loose_mode(path)) is not None:
-        typer.echo(
-            f"warning: {path} can be read by other users (mode {mode:04o}); chmod 600 it",
-            err=True,
-        )
-    return passphrase
 
 
 def read_passphrase(
@@ -96,7 +85,7 @@ def read_passphrase(
     """
     path = passphrase_file or environment_passphrase_file()
     if path is not None:
-        return _from_file(path)
+        return read_passphrase_file(path)
     env = environment_passphrase()
     if env is not None:
         return env
@@ -247,7 +236,7 @@ EscrowPassphraseFileOpt = Annotated[
     Path | None,
     typer.Option(
         "--escrow-passphrase-file",
-        help="Read the escrow passphrase from the first line of this file (keep it 0600); "
+        help="Read the escrow passphrase from the first line of this file (0600); "
         "without it, a prompt. It must differ from the keystore passphrase.",
         show_default=False,
     ),
@@ -257,7 +246,7 @@ KEYSTORE_PROMPT = "Keystore passphrase"
 
 def _read_escrow_passphrase(path: Path | None, *, confirm: bool) -> str:
     if path is not None:
-        return _from_file(path)
+        return read_passphrase_file(path)
     value: str = typer.prompt("Escrow passphrase", hide_input=True, confirmation_prompt=confirm)
     return value
 

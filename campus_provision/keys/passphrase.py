@@ -4,6 +4,9 @@ The same three sources serve the CLI and the Ansible lookup plugin, so an operat
 them once for a session unlocks keys in both: a passphrase file named for the one command,
 else ``$CAMPUS_KEYSTORE_PASSPHRASE_FILE``, else ``$CAMPUS_KEYSTORE_PASSPHRASE``. There is
 never a command-line argument carrying the passphrase itself (it would show in ``ps``).
+
+A passphrase file that other users may open (any group or other permission bit) is
+refused wherever one is read, as ssh refuses such a private key.
 """
 
 from __future__ import annotations
@@ -12,18 +15,32 @@ import os
 import stat
 from pathlib import Path
 
-from campus_provision.keys import KeyStoreError
+from campus_provision.keys import KeyStoreError, PassphraseFileModeError
 
 PASSPHRASE_ENV = "CAMPUS_KEYSTORE_PASSPHRASE"  # noqa: S105 - the variable's name, not a secret
 PASSPHRASE_FILE_ENV = "CAMPUS_KEYSTORE_PASSPHRASE_FILE"  # noqa: S105 - likewise
 
 
 def read_passphrase_file(path: Path) -> str:
-    """The first line of ``path`` (KeyStoreError: unreadable, not UTF-8, empty)."""
+    """The first line of ``path``.
+
+    PassphraseFileModeError when users other than the owner may open it (checked on the
+    open file, so it cannot be swapped between the check and the read); KeyStoreError when
+    it is unreadable, not UTF-8 or its first line is empty.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as fh:
+            mode = stat.S_IMODE(os.fstat(fh.fileno()).st_mode)
+            if mode & 0o077:
+                raise PassphraseFileModeError(
+                    f"{path}: the passphrase file is open to other users (mode {mode:04o}); "
+                    f"run 'chmod 600 {path}'"
+                )
+            data = fh.read()
     except OSError as exc:
         raise KeyStoreError(f"{path}: cannot read the passphrase file: {exc.strerror}") from None
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         # No detail from the decoder: it would quote bytes of the secret.
         raise KeyStoreError(f"{path}: the passphrase file is not UTF-8") from None
@@ -31,15 +48,6 @@ def read_passphrase_file(path: Path) -> str:
     if not lines or not lines[0]:
         raise KeyStoreError(f"{path}: the first line (the passphrase) is empty")
     return lines[0]
-
-
-def loose_mode(path: Path) -> int | None:
-    """The permission bits of ``path`` when users other than its owner may open it."""
-    try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-    except OSError:
-        return None
-    return mode if mode & 0o077 else None
 
 
 def environment_passphrase_file() -> Path | None:
