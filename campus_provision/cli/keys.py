@@ -7,11 +7,12 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 
 from campus_provision.cli.common import console, user_errors
-from campus_provision.keys import KeyStoreError
+from campus_provision.keys import KeyStoreError, sealed
 from campus_provision.keys.escrow import export_escrow, import_escrow
 from campus_provision.keys.passphrase import (
     PASSPHRASE_ENV,
@@ -33,8 +34,10 @@ from campus_provision.keys.signing import (
     write_public_key,
 )
 from campus_provision.keys.volumes import (
+    Resealed,
     VolumeKeystore,
     list_volume_keys,
+    reseal_keys_dir,
     split_volume_id,
 )
 
@@ -91,6 +94,17 @@ def read_passphrase(
         return env
     value: str = typer.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
     return value
+
+
+def print_resealed(resealed: Resealed | None) -> None:
+    """Say which key files a write brought up to today's scrypt cost, and which it left."""
+    if resealed is None:
+        return
+    cost = f"the current scrypt cost (n={sealed.SCRYPT_N})"
+    for path in resealed.files:
+        console.print(f"re-sealed {escape(str(path))} at {cost}")
+    for line in resealed.left:
+        typer.echo(f"warning: left at its old scrypt cost: {line}", err=True)
 
 
 @app.command("init")
@@ -172,6 +186,32 @@ def check(keys_dir: KeysDirOpt = None, passphrase_file: PassphraseFileOpt = None
                 f"{directory / PUB_FILE}: is not the public half of {directory / KEY_FILE}"
             )
     console.print(f"passphrase OK: signing key {fingerprint(pub)} unlocks and signs")
+
+
+@app.command("reseal")
+def reseal(keys_dir: KeysDirOpt = None, passphrase_file: PassphraseFileOpt = None) -> None:
+    """Re-seal every key file sealed at an older, lower scrypt cost at today's cost.
+
+    The signing key, the archive key and every volume key (not retired/). Commands that
+    write the keystore (volume-create, escrow import, volumes create and rotate-key) do
+    this anyway; this is for a keystore nothing is about to write. Read-only commands
+    never rewrite a key file. Exit 0 when every file is at today's cost; 1 when a file
+    was left (one line each: another passphrase, not a key file).
+
+    Example: campus-provision keys reseal --passphrase-file /run/secrets/campus-keystore
+    """
+    with user_errors():
+        directory = keys_dir or default_keys_dir()
+        if not directory.is_dir():
+            raise KeyStoreError(f"{directory}: no keys directory")
+        passphrase = read_passphrase(passphrase_file, confirm=False, prompt=KEYSTORE_PROMPT)
+        VolumeKeystore(directory, passphrase).verify_passphrase()
+        done = reseal_keys_dir(directory, passphrase)
+    print_resealed(done)
+    if done.left:
+        raise typer.Exit(1)
+    if not done.files:
+        console.print(f"every key file in {escape(str(directory))} is at the current scrypt cost")
 
 
 @app.command("export-pubkey")
@@ -293,8 +333,10 @@ def volume_create(
         directory = keys_dir or default_keys_dir()
         confirm = not list_volume_keys(directory)  # the first key sets the passphrase
         passphrase = read_passphrase(passphrase_file, confirm=confirm, prompt=KEYSTORE_PROMPT)
-        key = VolumeKeystore(directory, passphrase).create(volume)
+        store = VolumeKeystore(directory, passphrase)
+        key = store.create(volume)
     console.print(f"volume key {key.key_id} created for {key.volume_id}: {key.path}")
+    print_resealed(store.resealed)
 
 
 @escrow_app.command("export")
@@ -363,5 +405,7 @@ def escrow_import(
         escrow = _read_escrow_passphrase(escrow_passphrase_file, confirm=False)
         confirm = not list_volume_keys(directory)
         passphrase = read_passphrase(passphrase_file, confirm=confirm, prompt=KEYSTORE_PROMPT)
-        count = import_escrow(bundle, escrow, VolumeKeystore(directory, passphrase))
+        store = VolumeKeystore(directory, passphrase)
+        count = import_escrow(bundle, escrow, store)
     console.print(f"{bundle}: {count} volume keys restored into {directory}")
+    print_resealed(store.resealed)

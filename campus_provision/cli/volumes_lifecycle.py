@@ -20,7 +20,12 @@ import typer
 from rich.markup import escape
 
 from campus_provision.cli.common import AdminOpt, SpecArg, console, user_errors
-from campus_provision.cli.keys import KeysDirOpt, PassphraseFileOpt, read_passphrase
+from campus_provision.cli.keys import (
+    KeysDirOpt,
+    PassphraseFileOpt,
+    print_resealed,
+    read_passphrase,
+)
 from campus_provision.cli.provision import RunDirOpt, print_summary, write_summary
 from campus_provision.cli.volumes_common import (
     DatasetArg,
@@ -135,6 +140,7 @@ def _finish(
 ) -> None:  # fmt: skip
     written = write_record(run, command, started, records, out, run.signing_key())
     print_records(title, records)
+    print_resealed(run.store.resealed)
     console.print(f"signed record: {escape(str(written))} (check it with 'report verify')")
     if any(r.result not in ("ok", "nothing-to-do") for r in records):
         raise typer.Exit(1)

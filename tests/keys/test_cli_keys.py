@@ -19,6 +19,7 @@ COMMANDS = [
     ["keys", "export-pubkey"],
     ["keys", "volumes"],
     ["keys", "volume-create"],
+    ["keys", "reseal"],
     ["keys", "escrow", "export"],
     ["keys", "escrow", "import"],
 ]
