@@ -1,8 +1,16 @@
-"""Shared fixtures: the example spec, text mutations located by line, the CLI runner."""
+"""Shared fixtures: the example spec, text mutations located by line, the CLI runner.
+
+And the scrypt cost: production seals at ``sealed.SCRYPT_N`` (2^17, half a second a key on
+a small controller), which would make every test that seals a key slow without testing
+anything about the cost. In-process tests seal at :data:`TEST_SCRYPT_N` instead; a test
+marked ``scrypt_cost`` gets the production cost back (the tests that prove it is >= 2^17
+and that older, cheaper files are re-sealed). Subprocesses (the lab, the CLI run as a
+command) always seal at the production cost: only this process's module is patched.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -10,9 +18,29 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from campus_provision.cli import app
+from campus_provision.keys import sealed
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "inventories" / "seoul" / "campus.yml"
+PRODUCTION_SCRYPT_N = sealed.SCRYPT_N  # read before any fixture lowers it
+TEST_SCRYPT_N = 2**10
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_scrypt_cost() -> Iterator[None]:
+    """Seal at TEST_SCRYPT_N in this process (session-wide: session fixtures seal too)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sealed, "SCRYPT_N", TEST_SCRYPT_N)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _production_scrypt_cost(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The production cost back for a test marked ``scrypt_cost``."""
+    if request.node.get_closest_marker("scrypt_cost") is not None:
+        monkeypatch.setattr(sealed, "SCRYPT_N", PRODUCTION_SCRYPT_N)
 
 
 def line_of(text: str, needle: str, after: str | None = None) -> int:

@@ -7,18 +7,18 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 
 from campus_provision.cli.common import console, user_errors
-from campus_provision.keys import KeyStoreError
+from campus_provision.keys import KeyStoreError, sealed
 from campus_provision.keys.escrow import export_escrow, import_escrow
 from campus_provision.keys.passphrase import (
     PASSPHRASE_ENV,
     PASSPHRASE_FILE_ENV,
     environment_passphrase,
     environment_passphrase_file,
-    loose_mode,
     read_passphrase_file,
 )
 from campus_provision.keys.signing import (
@@ -34,8 +34,10 @@ from campus_provision.keys.signing import (
     write_public_key,
 )
 from campus_provision.keys.volumes import (
+    Resealed,
     VolumeKeystore,
     list_volume_keys,
+    reseal_keys_dir,
     split_volume_id,
 )
 
@@ -63,23 +65,13 @@ PassphraseFileOpt = Annotated[
     Path | None,
     typer.Option(
         "--passphrase-file",
-        help="Read the passphrase from the first line of this file (keep it 0600). Without "
+        help="Read the passphrase from the first line of this file (0600: one others may "
+        "open is refused). Without "
         f"it: the file ${PASSPHRASE_FILE_ENV} names, else ${PASSPHRASE_ENV}, else a prompt. "
         "Never given on the command line itself.",
         show_default=False,
     ),
 ]
-
-
-def _from_file(path: Path) -> str:
-    """The first line of a passphrase file, with a warning when others can read it."""
-    passphrase = read_passphrase_file(path)
-    if (mode := loose_mode(path)) is not None:
-        typer.echo(
-            f"warning: {path} can be read by other users (mode {mode:04o}); chmod 600 it",
-            err=True,
-        )
-    return passphrase
 
 
 def read_passphrase(
@@ -96,12 +88,23 @@ def read_passphrase(
     """
     path = passphrase_file or environment_passphrase_file()
     if path is not None:
-        return _from_file(path)
+        return read_passphrase_file(path)
     env = environment_passphrase()
     if env is not None:
         return env
     value: str = typer.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
     return value
+
+
+def print_resealed(resealed: Resealed | None) -> None:
+    """Say which key files a write brought up to today's scrypt cost, and which it left."""
+    if resealed is None:
+        return
+    cost = f"the current scrypt cost (n={sealed.SCRYPT_N})"
+    for path in resealed.files:
+        console.print(f"re-sealed {escape(str(path))} at {cost}")
+    for line in resealed.left:
+        typer.echo(f"warning: left at its old scrypt cost: {line}", err=True)
 
 
 @app.command("init")
@@ -185,6 +188,32 @@ def check(keys_dir: KeysDirOpt = None, passphrase_file: PassphraseFileOpt = None
     console.print(f"passphrase OK: signing key {fingerprint(pub)} unlocks and signs")
 
 
+@app.command("reseal")
+def reseal(keys_dir: KeysDirOpt = None, passphrase_file: PassphraseFileOpt = None) -> None:
+    """Re-seal every key file sealed at an older, lower scrypt cost at today's cost.
+
+    The signing key, the archive key and every volume key (not retired/). Commands that
+    write the keystore (volume-create, escrow import, volumes create and rotate-key) do
+    this anyway; this is for a keystore nothing is about to write. Read-only commands
+    never rewrite a key file. Exit 0 when every file is at today's cost; 1 when a file
+    was left (one line each: another passphrase, not a key file).
+
+    Example: campus-provision keys reseal --passphrase-file /run/secrets/campus-keystore
+    """
+    with user_errors():
+        directory = keys_dir or default_keys_dir()
+        if not directory.is_dir():
+            raise KeyStoreError(f"{directory}: no keys directory")
+        passphrase = read_passphrase(passphrase_file, confirm=False, prompt=KEYSTORE_PROMPT)
+        VolumeKeystore(directory, passphrase).verify_passphrase()
+        done = reseal_keys_dir(directory, passphrase)
+    print_resealed(done)
+    if done.left:
+        raise typer.Exit(1)
+    if not done.files:
+        console.print(f"every key file in {escape(str(directory))} is at the current scrypt cost")
+
+
 @app.command("export-pubkey")
 def export_pubkey(
     keys_dir: KeysDirOpt = None,
@@ -247,7 +276,7 @@ EscrowPassphraseFileOpt = Annotated[
     Path | None,
     typer.Option(
         "--escrow-passphrase-file",
-        help="Read the escrow passphrase from the first line of this file (keep it 0600); "
+        help="Read the escrow passphrase from the first line of this file (0600); "
         "without it, a prompt. It must differ from the keystore passphrase.",
         show_default=False,
     ),
@@ -257,7 +286,7 @@ KEYSTORE_PROMPT = "Keystore passphrase"
 
 def _read_escrow_passphrase(path: Path | None, *, confirm: bool) -> str:
     if path is not None:
-        return _from_file(path)
+        return read_passphrase_file(path)
     value: str = typer.prompt("Escrow passphrase", hide_input=True, confirmation_prompt=confirm)
     return value
 
@@ -304,8 +333,10 @@ def volume_create(
         directory = keys_dir or default_keys_dir()
         confirm = not list_volume_keys(directory)  # the first key sets the passphrase
         passphrase = read_passphrase(passphrase_file, confirm=confirm, prompt=KEYSTORE_PROMPT)
-        key = VolumeKeystore(directory, passphrase).create(volume)
+        store = VolumeKeystore(directory, passphrase)
+        key = store.create(volume)
     console.print(f"volume key {key.key_id} created for {key.volume_id}: {key.path}")
+    print_resealed(store.resealed)
 
 
 @escrow_app.command("export")
@@ -374,5 +405,7 @@ def escrow_import(
         escrow = _read_escrow_passphrase(escrow_passphrase_file, confirm=False)
         confirm = not list_volume_keys(directory)
         passphrase = read_passphrase(passphrase_file, confirm=confirm, prompt=KEYSTORE_PROMPT)
-        count = import_escrow(bundle, escrow, VolumeKeystore(directory, passphrase))
+        store = VolumeKeystore(directory, passphrase)
+        count = import_escrow(bundle, escrow, store)
     console.print(f"{bundle}: {count} volume keys restored into {directory}")
+    print_resealed(store.resealed)

@@ -19,6 +19,7 @@ from campus_provision.cli.common import AdminOpt, SpecArg, admin_account, consol
 from campus_provision.cli.keys import read_passphrase
 from campus_provision.errors import ProvisionError
 from campus_provision.keys.atomic import write_atomic
+from campus_provision.keys.passphrase import KeystoreAccess
 from campus_provision.keys.signing import PUB_FILE, default_keys_dir, load_signing_key
 from campus_provision.lab.control import lab_for_spec
 from campus_provision.lab.state import DEFAULT_PREFIX, LabPaths, read_record, state_dir_from_env
@@ -168,6 +169,7 @@ def _run_live(
     check: bool,
     diff: bool,
     extra_vars: dict[str, str],
+    keystore: KeystoreAccess | None = None,
 ) -> RunResult:
     if not console.is_terminal:  # a pipe, tee, CI: lines a log can keep
         lines = _Lines()
@@ -206,6 +208,7 @@ def _run_live(
             diff=diff,
             extra_vars=extra_vars,
             on_event=_Follow(bar),
+            keystore=keystore,
         )
 
 
@@ -388,6 +391,8 @@ def provision(
             check=check,
             diff=diff,
             extra_vars=extra_vars,
+            # campus_data_volume's key lookup: this keys dir and passphrase file, if given.
+            keystore=KeystoreAccess(keys_dir, passphrase_file),
         )
     write_summary(result, check=check)
     print_summary(result, check=check, limit=limit)

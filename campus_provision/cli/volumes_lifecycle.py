@@ -10,11 +10,9 @@ handling and the summary are the ones ``rotate-key`` uses.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -22,7 +20,12 @@ import typer
 from rich.markup import escape
 
 from campus_provision.cli.common import AdminOpt, SpecArg, console, user_errors
-from campus_provision.cli.keys import KeysDirOpt, PassphraseFileOpt, read_passphrase
+from campus_provision.cli.keys import (
+    KeysDirOpt,
+    PassphraseFileOpt,
+    print_resealed,
+    read_passphrase,
+)
 from campus_provision.cli.provision import RunDirOpt, print_summary, write_summary
 from campus_provision.cli.volumes_common import (
     DatasetArg,
@@ -37,7 +40,7 @@ from campus_provision.cli.volumes_common import (
     write_record,
 )
 from campus_provision.errors import CampusProvisionError
-from campus_provision.keys.passphrase import PASSPHRASE_ENV, PASSPHRASE_FILE_ENV
+from campus_provision.keys.passphrase import KeystoreAccess
 from campus_provision.keys.signing import (
     default_keys_dir,
     fingerprint,
@@ -137,33 +140,13 @@ def _finish(
 ) -> None:  # fmt: skip
     written = write_record(run, command, started, records, out, run.signing_key())
     print_records(title, records)
+    print_resealed(run.store.resealed)
     console.print(f"signed record: {escape(str(written))} (check it with 'report verify')")
     if any(r.result not in ("ok", "nothing-to-do") for r in records):
         raise typer.Exit(1)
 
 
 # -- create ----------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _keystore_env(run: VolumesRun, passphrase_file: Path | None) -> Iterator[None]:
-    """The environment the role's key lookup reads, for the playbook run only."""
-    saved = {k: os.environ.get(k) for k in ("CAMPUS_KEYS_DIR", PASSPHRASE_FILE_ENV, PASSPHRASE_ENV)}
-    os.environ["CAMPUS_KEYS_DIR"] = str(run.keys_dir.absolute())
-    if passphrase_file is not None:
-        os.environ[PASSPHRASE_FILE_ENV] = str(passphrase_file.absolute())
-    elif not os.environ.get(PASSPHRASE_FILE_ENV):
-        # Typed at the prompt: the playbook's lookup reads it from its environment (never
-        # argv, never a file), where only root and this user can see it.
-        os.environ[PASSPHRASE_ENV] = run.passphrase
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _playbook(
@@ -176,8 +159,12 @@ def _playbook(
     with console.status(f"finding how to log in: {who}, else root (first run)"):
         users = choose_users(inventory, limit, who)
     login = overlay_inventory(inventory, run_dir / "inventory", users)
-    with _keystore_env(run, passphrase_file), console.status("running playbooks/volumes.yml"):
-        result = run_playbook(playbooks_dir() / "volumes.yml", login, run_dir, limit=limit)
+    # The role's key lookup opens this keystore; the passphrase reaches it as a file's path.
+    access = KeystoreAccess(run.keys_dir, passphrase_file, run.passphrase)
+    with console.status("running playbooks/volumes.yml"):
+        result = run_playbook(
+            playbooks_dir() / "volumes.yml", login, run_dir, limit=limit, keystore=access
+        )
     write_summary(result)
     print_summary(result)
     return result

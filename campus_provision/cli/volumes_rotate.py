@@ -19,10 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from campus_provision.cli.common import AdminOpt, SpecArg, console, user_errors
-from campus_provision.cli.keys import (
-    KeysDirOpt,
-    PassphraseFileOpt,
-)
+from campus_provision.cli.keys import KeysDirOpt, PassphraseFileOpt, print_resealed
 from campus_provision.cli.volumes_common import (
     DatasetArg,
     LabOpt,
@@ -250,6 +247,7 @@ def _rotate_key(
         command = f"volumes rotate-key {spec} {dataset}" + (f" --limit {limit}" if limit else "")
         written = write_record(run, command, started, records, out, signing_key)
     print_records("rotate-key", records)
+    print_resealed(run.store.resealed)
     console.print(f"signed record: {escape(str(written))} (check it with 'report verify')")
     if any(r.result != "ok" for r in records):
         raise typer.Exit(1)
@@ -359,6 +357,7 @@ def _resume(
         )
         written = write_record(run, command, started, records, out, signing_key)
     print_records("resume", records)
+    print_resealed(run.store.resealed)
     console.print(f"signed record: {escape(str(written))} (check it with 'report verify')")
     if any(r.result not in ("ok", "rolled-back") for r in records):
         raise typer.Exit(1)

@@ -22,4 +22,16 @@ class KeyStoreError(CampusProvisionError):
     """
 
 
-__all__ = ["KeyStoreError"]
+class PassphraseFileModeError(KeyStoreError):
+    """Raised when a passphrase file may be opened by users other than its owner.
+
+    Any group or other permission bit: the file is refused before it is read, wherever a
+    passphrase file is read (``--passphrase-file``, ``--escrow-passphrase-file``,
+    ``$CAMPUS_KEYSTORE_PASSPHRASE_FILE``, the Ansible lookup). Exit code 2, as for bad
+    usage: the fix is a ``chmod 600``, not a retry.
+    """
+
+    exit_code = 2
+
+
+__all__ = ["KeyStoreError", "PassphraseFileModeError"]

@@ -5,7 +5,7 @@ The envelope is a small JSON document::
     {
       "format": "campus-provision/sealed/v1",
       "purpose": "campus-provision signing key v1",
-      "kdf": {"name": "scrypt", "n": 32768, "r": 8, "p": 1, "salt": "<base64, 16 bytes>"},
+      "kdf": {"name": "scrypt", "n": 131072, "r": 8, "p": 1, "salt": "<base64, 16 bytes>"},
       "check": "<base64, 16 bytes>",
       "cipher": {"name": "AES-256-GCM", "nonce": "<base64, 12 bytes>"},
       "ciphertext": "<base64: the secret, then the 16-byte GCM tag>",
@@ -19,6 +19,10 @@ the file nothing new, because trying a passphrase against it costs the same scry
 trying it against the GCM tag. The associated data binds ``format``, ``purpose`` and
 ``meta`` (e.g. the public key), so none of them can be changed without the tag failing,
 and a sealed secret cannot be passed off as one sealed for another purpose.
+
+Each envelope records its own scrypt cost, so files sealed at an older, lower cost (n=2^15
+before this version) still open; :func:`reseal_file` re-seals one at today's cost, which
+the keystore does on its next write (see ``campus_provision.keys.volumes.reseal_keys_dir``).
 """
 
 from __future__ import annotations
@@ -37,9 +41,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from campus_provision.keys import KeyStoreError
+from campus_provision.keys.atomic import write_atomic
 
 FORMAT = "campus-provision/sealed/v1"
-SCRYPT_N = 2**15
+# 2^17 with r=8 (128 MiB, about half a second a derivation on a modest controller): the
+# minimum OWASP's password storage guidance gives for scrypt.
+SCRYPT_N = 2**17
 SCRYPT_R = 8
 SCRYPT_P = 1
 SALT_BYTES = 16
@@ -47,8 +54,10 @@ NONCE_BYTES = 12
 KEY_BYTES = 32
 CHECK_BYTES = 16
 # A key file chooses its own scrypt cost; refuse costs far above ours so that a crafted
-# file cannot make a command use gigabytes of memory or minutes of CPU.
-MAX_SCRYPT_N = 2**20
+# file cannot make a command use gigabytes of memory or minutes of CPU. One derivation
+# needs 128 * n * r bytes (cryptography sizes OpenSSL's memory limit from that): at most
+# 512 MiB, four times ours, and at most p=4 of them in a row.
+MAX_SCRYPT_MEMORY = 512 * 2**20
 MAX_SCRYPT_R = 16
 MAX_SCRYPT_P = 4
 
@@ -107,12 +116,16 @@ def seal(secret: bytes, passphrase: str, *, purpose: str, meta: dict[str, str]) 
     return (json.dumps(envelope, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
 
-def read_envelope(data: bytes, *, purpose: str, source: Path) -> dict[str, Any]:
-    """Parse and shape-check an envelope without unlocking it (no passphrase needed)."""
+def _parse(data: bytes, source: Path) -> Any:
     try:
-        envelope = json.loads(data.decode("utf-8"))
+        return json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise KeyStoreError(f"{source}: not a campus-provision key file (not JSON)") from None
+
+
+def read_envelope(data: bytes, *, purpose: str, source: Path) -> dict[str, Any]:
+    """Parse and shape-check an envelope without unlocking it (no passphrase needed)."""
+    envelope = _parse(data, source)
     if not isinstance(envelope, dict) or envelope.get("format") != FORMAT:
         found = envelope.get("format") if isinstance(envelope, dict) else None
         raise KeyStoreError(
@@ -139,10 +152,11 @@ def _kdf_params(envelope: dict[str, Any], source: Path) -> tuple[bytes, int, int
         isinstance(n, int)
         and isinstance(r, int)
         and isinstance(p, int)
-        and 2 <= n <= MAX_SCRYPT_N
+        and n >= 2
         and n & (n - 1) == 0
         and 1 <= r <= MAX_SCRYPT_R
         and 1 <= p <= MAX_SCRYPT_P
+        and 128 * n * r <= MAX_SCRYPT_MEMORY
     ):
         raise KeyStoreError(f"{source}: scrypt parameters out of range (n={n}, r={r}, p={p})")
     salt = _unb64(kdf.get("salt"), "salt", source)
@@ -176,3 +190,41 @@ def unseal(data: bytes, passphrase: str, *, purpose: str, source: Path) -> bytes
             f"{source}: damaged or tampered with (authentication tag mismatch; "
             "the passphrase is right); restore the file from a backup"
         ) from None
+
+
+def below_cost(data: bytes, *, source: Path) -> bool:
+    """Whether the envelope ``data`` was sealed at a lower scrypt cost than :func:`seal` uses.
+
+    Needs no passphrase; KeyStoreError when ``data`` is not an envelope.
+    """
+    envelope = _parse(data, source)
+    if not isinstance(envelope, dict):
+        raise KeyStoreError(f"{source}: not a campus-provision key file (not an object)")
+    _, n, r, _ = _kdf_params(envelope, source)
+    return n * r < SCRYPT_N * SCRYPT_R
+
+
+def reseal_file(path: Path, passphrase: str) -> bool:
+    """Re-seal the key file at ``path`` at today's cost if it is below it; whether it was.
+
+    The secret, purpose and meta stay as they are (the meta is checked as associated data
+    on the way out, so nothing unauthenticated is carried over); salt and nonce are new.
+    The file is replaced atomically with mode 0600. KeyStoreError when the file cannot be
+    read or written, or ``passphrase`` does not open it.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise KeyStoreError(f"{path}: cannot read: {exc.strerror}") from None
+    if not below_cost(data, source=path):
+        return False
+    purpose = _parse(data, path).get("purpose")
+    if not isinstance(purpose, str):
+        raise KeyStoreError(f"{path}: not a campus-provision key file (no purpose)")
+    meta = read_envelope(data, purpose=purpose, source=path)["meta"]
+    secret = unseal(data, passphrase, purpose=purpose, source=path)
+    try:
+        write_atomic(path, seal(secret, passphrase, purpose=purpose, meta=meta), 0o600)
+    except OSError as exc:
+        raise KeyStoreError(f"{path}: cannot re-seal: {exc.strerror}") from None
+    return True

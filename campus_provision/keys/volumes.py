@@ -13,6 +13,11 @@ carries, as text) is the ASCII base64 of the 64 bytes: 88 bytes, no newline.
 A volume has several keys while it is being rotated; the newest is its current key. Key
 ids are random (not derived from the key), so naming one in a log or a journal tells
 nothing about the key itself.
+
+The first write of a :class:`VolumeKeystore` (a key made, restored or removed) also
+re-seals, at today's scrypt cost, every key file of the keys directory still sealed at an
+older one (:func:`reseal_keys_dir`): old keystores keep opening, and get upgraded by the
+commands that write them anyway, never by one that only reads.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from pathlib import Path
 from campus_provision.keys import KeyStoreError
 from campus_provision.keys.atomic import fsync_dir, write_atomic
 from campus_provision.keys.passphrase import passphrase_without_prompt
-from campus_provision.keys.sealed import read_envelope, seal, unseal
+from campus_provision.keys.sealed import read_envelope, reseal_file, seal, unseal
 from campus_provision.keys.signing import check_passphrase, default_keys_dir, private_dir
 
 VOLUME_PURPOSE = "campus-provision volume key v1"
@@ -179,16 +184,54 @@ def list_volume_keys(keys_dir: Path, volume_id: str | None = None) -> list[Volum
     return sorted(keys, key=lambda k: (k.created, k.key_id, k.volume_id))
 
 
+@dataclass(frozen=True)
+class Resealed:
+    """What :func:`reseal_keys_dir` did: the files re-sealed, and why others were left."""
+
+    files: tuple[Path, ...] = ()
+    left: tuple[str, ...] = ()
+
+
+def reseal_keys_dir(keys_dir: Path, passphrase: str) -> Resealed:
+    """Re-seal at today's scrypt cost every key file in ``keys_dir`` sealed below it.
+
+    The keys at the top (``signing.key``, ``archive.key``) and every volume key; not
+    ``retired/``, whose old pairs are kept as they were (perhaps under an older
+    passphrase). A file this passphrase does not open, or that is not a key file, is left
+    as it is with one line in ``left``: an upgrade never stops the write that started it.
+    """
+    candidates = sorted(keys_dir.glob("*" + KEY_SUFFIX)) if keys_dir.is_dir() else []
+    left: list[str] = []
+    try:
+        candidates += [path for _, path in _key_files(keys_dir, None)]
+    except (KeyStoreError, OSError) as exc:
+        left.append(str(exc))
+    done = []
+    for path in candidates:
+        try:
+            if reseal_file(path, passphrase):
+                done.append(path)
+        except KeyStoreError as exc:
+            left.append(str(exc))
+    return Resealed(tuple(done), tuple(left))
+
+
 class VolumeKeystore:
     """The volume keys under ``keys_dir``, unlocked with the operator's passphrase.
 
     Every method that reads or writes a secret proves the passphrase first, so a wrong one
-    changes nothing; every error is one line naming the file, never a secret.
+    changes nothing; every error is one line naming the file, never a secret. After its
+    first write, ``resealed`` says which older key files were brought up to today's cost.
     """
 
     def __init__(self, keys_dir: Path, passphrase: str) -> None:
         self.keys_dir = keys_dir
         self._passphrase = passphrase
+        self.resealed: Resealed | None = None
+
+    def _after_write(self) -> None:
+        if self.resealed is None:
+            self.resealed = reseal_keys_dir(self.keys_dir, self._passphrase)
 
     def __repr__(self) -> str:
         return f"VolumeKeystore(keys_dir={str(self.keys_dir)!r})"
@@ -258,7 +301,9 @@ class VolumeKeystore:
         key_id = f"vk-{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
         # Microseconds, so that two keys made in one second still sort by age.
         created = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        return self._write(volume_id, key_id, created, secrets.token_bytes(SECRET_BYTES))
+        key = self._write(volume_id, key_id, created, secrets.token_bytes(SECRET_BYTES))
+        self._after_write()
+        return key
 
     def restore(self, key: VolumeKey, keyfile: bytes) -> VolumeKey:
         """Write ``key`` (from an escrow bundle) with the given keyfile text, sealed here.
@@ -268,7 +313,9 @@ class VolumeKeystore:
         """
         check_passphrase(self._passphrase)
         raw = raw_key(keyfile, key.path)
-        return self._write(key.volume_id, check_key_id(key.key_id), key.created, raw)
+        restored = self._write(key.volume_id, check_key_id(key.key_id), key.created, raw)
+        self._after_write()
+        return restored
 
     def remove(self, volume_id: str, key_id: str) -> None:
         """Delete a key (after proving the passphrase opens it); the removal is durable."""
@@ -278,6 +325,7 @@ class VolumeKeystore:
         except OSError as exc:
             raise KeyStoreError(f"{key.path}: cannot remove: {exc.strerror}") from None
         fsync_dir(key.path.parent)
+        self._after_write()
 
 
 def open_volume_keystore(

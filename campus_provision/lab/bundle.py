@@ -22,6 +22,7 @@ from campus_provision.bundle.build import ROLE_PACKAGES, build_bundle, select_pr
 from campus_provision.bundle.closure import ARCH, MIRROR, SUITE
 from campus_provision.bundle.manifest import MANIFEST
 from campus_provision.keys.atomic import write_atomic
+from campus_provision.keys.passphrase import read_passphrase_file
 from campus_provision.keys.signing import (
     KEY_FILE,
     PUB_FILE,
@@ -48,7 +49,7 @@ class LabKeys:
         return self.directory / PUB_FILE
 
     def passphrase(self) -> str:
-        return self.passphrase_file.read_text(encoding="utf-8").strip()
+        return read_passphrase_file(self.passphrase_file)
 
 
 def lab_keys(state_dir: Path) -> LabKeys:
@@ -59,6 +60,8 @@ def lab_keys(state_dir: Path) -> LabKeys:
     passphrase_file = directory / PASSPHRASE_FILE
     if not passphrase_file.exists():
         write_atomic(passphrase_file, (secrets.token_urlsafe(32) + "\n").encode(), 0o600)
+    # The lab's own generated file: kept 0600 (every reader refuses one others may open).
+    passphrase_file.chmod(0o600)
     keys = LabKeys(directory, passphrase_file)
     if not (directory / KEY_FILE).exists():
         init_signing_key(directory, keys.passphrase())

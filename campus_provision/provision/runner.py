@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from campus_provision.errors import ProvisionError
+from campus_provision.keys.passphrase import KeystoreAccess, child_environment
 from campus_provision.provision.ansiblecfg import (
     forks_for,
     inventory_control_dir,
@@ -216,11 +217,11 @@ def _command(
     return cmd
 
 
-def _environment(cfg: Path, run_dir: Path) -> dict[str, str]:
+def _environment(base: Mapping[str, str], cfg: Path, run_dir: Path) -> dict[str, str]:
     # The generated ansible.cfg is the whole configuration of the run: an ANSIBLE_*
     # variable left in the shell (a stdout callback, callbacks, a roles path) would
     # override it silently and leave a run directory that does not say what ran.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env = {k: v for k, v in base.items() if not k.startswith("ANSIBLE_")}
     env.update(
         ANSIBLE_CONFIG=str(cfg),
         ANSIBLE_NOCOLOR="1",
@@ -290,13 +291,17 @@ def run_playbook(
     extra_vars: Mapping[str, Any] | None = None,
     on_event: OnEvent | None = None,
     timeout: float = 3 * 3600,
+    keystore: KeystoreAccess | None = None,
 ) -> RunResult:
     """Run ``playbook`` against ``inventory`` (a hosts.yml) and summarize it per host.
 
     ``run_dir`` is created if missing; a run there replaces the files of an earlier one.
     ``extra_vars`` go to a 0600 JSON file passed as ``-e @file`` and deleted after the
-    run. ``on_event`` is called in the caller's thread for each event as it arrives. A
-    host that fails does not stop the others: when Ansible ends the playbook because a
+    run. ``on_event`` is called in the caller's thread for each event as it arrives.
+    ``keystore`` says where the campus_volume_key lookup finds the keystore; whatever the
+    source, ansible-playbook gets the passphrase only as a file's path, never in its
+    environment or argv (see :func:`~campus_provision.keys.passphrase.child_environment`).
+    A host that fails does not stop the others: when Ansible ends the playbook because a
     play failed on every host, the plays it never started are run in a further round on
     their hosts (a "resume" event says so). Raises ProvisionError when the playbook or
     inventory does not exist, or the run outlives ``timeout`` seconds (it is then killed
@@ -310,48 +315,51 @@ def run_playbook(
     # A directory inventory (the login overlay of provision) holds the rendered hosts.yml.
     hosts_file = inventory / "hosts.yml" if inventory.is_dir() else inventory
     hosts = inventory_hosts(hosts_file)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    run_dir = run_dir.resolve()
-    cfg = write_ansible_cfg(run_dir, forks=forks_for(len(hosts)),
-                            control_dir=inventory_control_dir(hosts_file))  # fmt: skip
-    events_path = run_dir / EVENTS_FILE
-    events_path.write_bytes(b"")
-    timings = run_dir / TIMINGS_FILE
-    timings.unlink(missing_ok=True)
-    for old in run_dir.glob("resume-*.limit"):
-        old.unlink()
-    extra_file = _write_extra_vars(run_dir, extra_vars) if extra_vars else None
-    events: list[Event] = []
-    tail = EventTail(events_path)
+    # A passphrase file others can read is refused here, before anything is written; the
+    # file handed over (if one is made) lives until the run has ended, however it ends.
+    with child_environment(os.environ, keystore) as base:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        run_dir = run_dir.resolve()
+        cfg = write_ansible_cfg(run_dir, forks=forks_for(len(hosts)),
+                                control_dir=inventory_control_dir(hosts_file))  # fmt: skip
+        events_path = run_dir / EVENTS_FILE
+        events_path.write_bytes(b"")
+        timings = run_dir / TIMINGS_FILE
+        timings.unlink(missing_ok=True)
+        for old in run_dir.glob("resume-*.limit"):
+            old.unlink()
+        extra_file = _write_extra_vars(run_dir, extra_vars) if extra_vars else None
+        events: list[Event] = []
+        tail = EventTail(events_path)
 
-    def deliver(event: Event | None = None) -> None:
-        for new in [event] if event is not None else tail.read():
-            events.append(new)
-            if on_event is not None:
-                on_event(new)
+        def deliver(event: Event | None = None) -> None:
+            for new in [event] if event is not None else tail.read():
+                events.append(new)
+                if on_event is not None:
+                    on_event(new)
 
-    started = time.monotonic()
-    try:
-        rc, not_run, empty = _run_rounds(
-            functools.partial(_command, playbook, inventory, tags=tags, skip_tags=skip_tags,
-                              check=check, diff=diff, extra_vars_file=extra_file),
-            limit,
-            run_dir,
-            _environment(cfg, run_dir),
-            deliver,
-            lambda: events,
-            (started + timeout, timeout),
-        )  # fmt: skip
-    finally:
-        if extra_file is not None:
-            extra_file.unlink(missing_ok=True)
-    return RunResult(
-        rc=rc,
-        hosts=summarize(events, not_run),
-        run_dir=run_dir,
-        seconds=round(time.monotonic() - started, 3),
-        empty_plays=empty,
-    )
+        started = time.monotonic()
+        try:
+            rc, not_run, empty = _run_rounds(
+                functools.partial(_command, playbook, inventory, tags=tags, skip_tags=skip_tags,
+                                  check=check, diff=diff, extra_vars_file=extra_file),
+                limit,
+                run_dir,
+                _environment(base, cfg, run_dir),
+                deliver,
+                lambda: events,
+                (started + timeout, timeout),
+            )  # fmt: skip
+        finally:
+            if extra_file is not None:
+                extra_file.unlink(missing_ok=True)
+        return RunResult(
+            rc=rc,
+            hosts=summarize(events, not_run),
+            run_dir=run_dir,
+            seconds=round(time.monotonic() - started, 3),
+            empty_plays=empty,
+        )
 
 
 def _run_rounds(

@@ -1,7 +1,7 @@
 """Key test fixtures: no ambient keystore, the CLI runner, a sealed volume keystore to copy.
 
-Sealing runs scrypt at the production cost (about 0.1 s a time, and sealed.py has no
-cheaper setting), so the keystore is sealed once per session and copied for each test.
+Sealing is cheap here (tests/conftest.py lowers the scrypt cost for tests not about it),
+but the keystore is still sealed once per session and copied for each test.
 """
 
 from __future__ import annotations

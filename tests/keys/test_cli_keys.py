@@ -9,7 +9,8 @@ import pytest
 from click.testing import Result
 
 from campus_provision.keys.signing import KEY_FILE, PUB_FILE, fingerprint, load_public_key
-from tests.keys.conftest import PASSPHRASE
+from tests.conftest import snapshot
+from tests.keys.conftest import PASSPHRASE, Sealed
 
 COMMANDS = [
     ["keys", "init"],
@@ -18,6 +19,7 @@ COMMANDS = [
     ["keys", "export-pubkey"],
     ["keys", "volumes"],
     ["keys", "volume-create"],
+    ["keys", "reseal"],
     ["keys", "escrow", "export"],
     ["keys", "escrow", "import"],
 ]
@@ -79,15 +81,36 @@ def test_init_from_a_passphrase_file(tmp_path: Path, cli: Callable[..., Result])
     assert "passphrase OK" in check.stdout
 
 
-def test_a_passphrase_file_others_can_read_is_warned_about(
-    tmp_path: Path, cli: Callable[..., Result]
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o620])
+@pytest.mark.parametrize("how", ["--passphrase-file", "environment", "--escrow-passphrase-file"])
+def test_a_passphrase_file_others_can_open_is_refused(
+    tmp_path: Path, cli: Callable[..., Result], sealed: Sealed, mode: int, how: str
 ) -> None:
     secret = tmp_path / "passphrase"
     secret.write_text(PASSPHRASE + "\n")
-    secret.chmod(0o644)
-    result = cli("keys", "init", "--keys-dir", tmp_path / "k", "--passphrase-file", secret)
-    assert result.exit_code == 0
-    assert "can be read by other users (mode 0644); chmod 600 it" in result.stderr
+    secret.chmod(mode)
+    good = tmp_path / "good"
+    good.write_text(PASSPHRASE + "\n")
+    good.chmod(0o600)
+    bundle = tmp_path / "escrow.bundle"
+    env: dict[str, str] = {}
+    if how == "--passphrase-file":
+        args = ["keys", "volume-create", "h9/ds9", "--passphrase-file", secret]
+    elif how == "environment":
+        args = ["keys", "volume-create", "h9/ds9"]
+        env = {"CAMPUS_KEYSTORE_PASSPHRASE_FILE": str(secret)}
+    else:
+        args = ["keys", "escrow", "export", bundle, "--passphrase-file", good,
+                "--escrow-passphrase-file", secret]  # fmt: skip
+    before = snapshot(sealed.keys_dir)
+    result = cli(*args, "--keys-dir", sealed.keys_dir, env=env)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines() == [
+        f"{secret}: the passphrase file is open to other users (mode {mode:04o}); "
+        f"run 'chmod 600 {secret}'"
+    ]
+    assert result.stdout == ""
+    assert snapshot(sealed.keys_dir) == before and not bundle.exists()
 
 
 def test_the_passphrase_file_wins_over_the_environment(

@@ -85,3 +85,23 @@ def test_a_volume_without_keys_or_a_passphrase_is_a_clear_error(
         lookup.run(["h9/ds9"])
     with pytest.raises(AnsibleError, match="not a volume id"):
         lookup.run(["h1"])
+
+
+def test_a_passphrase_file_others_can_read_is_refused(
+    sealed: Sealed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lookup_loader.add_directory(str(LOOKUP_PLUGIN_DIR))
+    lookup = lookup_loader.get("campus_volume_key")
+    secret = tmp_path / "keystore-pass"
+    secret.write_text(PASSPHRASE + "\n")
+    secret.chmod(0o644)
+    monkeypatch.setenv("CAMPUS_KEYS_DIR", str(sealed.keys_dir))
+    monkeypatch.setenv("CAMPUS_KEYSTORE_PASSPHRASE_FILE", str(secret))
+    with pytest.raises(AnsibleError) as caught:
+        lookup.run(["h1/ds1"])
+    assert str(caught.value) == (
+        f"campus_volume_key: {secret}: the passphrase file is open to other users "
+        f"(mode 0644); run 'chmod 600 {secret}'"
+    )
+    secret.chmod(0o600)
+    assert len(lookup.run(["h1/ds1"])[0]) == 88

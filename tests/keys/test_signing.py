@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -79,18 +80,17 @@ def test_fingerprint_is_sha256_of_the_raw_public_key() -> None:
     assert fingerprint(pub) == hashlib.sha256(raw).hexdigest()[:16]
 
 
+@pytest.mark.scrypt_cost
 def test_key_file_format(keys_dir: Path) -> None:
+    """At the production cost: scrypt n >= 2^17 with r=8 (128 MiB a derivation)."""
     init_signing_key(keys_dir, PASSPHRASE)
     data = json.loads((keys_dir / KEY_FILE).read_text())
     assert data["format"] == "campus-provision/sealed/v1"
     assert data["purpose"] == "campus-provision signing key v1"
-    assert data["kdf"] | {"salt": None} == {
-        "name": "scrypt",
-        "n": 2**15,
-        "r": 8,
-        "p": 1,
-        "salt": None,
-    }
+    assert data["kdf"]["name"] == "scrypt"
+    assert data["kdf"]["n"] >= 2**17
+    assert (data["kdf"]["r"], data["kdf"]["p"]) == (8, 1)
+    assert load_signing_key(keys_dir, PASSPHRASE) is not None
     assert len(base64.b64decode(data["kdf"]["salt"])) == 16
     assert data["cipher"]["name"] == "AES-256-GCM"
     assert len(base64.b64decode(data["cipher"]["nonce"])) == 12
@@ -178,13 +178,19 @@ def test_a_file_that_is_not_a_key_file_says_so(
     assert message in str(caught.value)
 
 
-def test_a_crafted_scrypt_cost_is_refused_before_any_work(keys_dir: Path) -> None:
+@pytest.mark.parametrize(
+    ("n", "r"),
+    [(2**30, 8), (2**20, 8), (2**19, 16)],  # 128 * n * r: 1 TiB, 1 GiB, 1 GiB of memory
+)
+def test_a_crafted_scrypt_cost_is_refused_before_any_work(keys_dir: Path, n: int, r: int) -> None:
     init_signing_key(keys_dir, PASSPHRASE)
     data = json.loads((keys_dir / KEY_FILE).read_text())
-    data["kdf"]["n"] = 2**30
+    data["kdf"]["n"], data["kdf"]["r"] = n, r
     (keys_dir / KEY_FILE).write_text(json.dumps(data))
+    started = time.monotonic()
     with pytest.raises(KeyStoreError, match="scrypt parameters out of range"):
         load_signing_key(keys_dir, PASSPHRASE)
+    assert time.monotonic() - started < 0.5
 
 
 def test_modes_are_0600_0644_0700_whatever_the_umask(keys_dir: Path, loose_umask: None) -> None:

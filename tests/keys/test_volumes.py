@@ -180,6 +180,8 @@ def test_open_volume_keystore_takes_the_passphrase_from_file_then_environment(
     env_file, arg_file = tmp_path / "env-pass", tmp_path / "arg-pass"
     env_file.write_text(PASSPHRASE + "\n")
     arg_file.write_text("the one given for this call\nsecond line ignored\n")
+    env_file.chmod(0o600)
+    arg_file.chmod(0o600)
     monkeypatch.setenv("CAMPUS_KEYSTORE_PASSPHRASE_FILE", str(env_file))
     assert open_volume_keystore().uses_passphrase(PASSPHRASE)
     store = open_volume_keystore(tmp_path / "k", arg_file)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -147,7 +148,7 @@ def test_runs_find_the_keystore_lookup_and_the_keystore_environment(
     monkeypatch.setenv("CAMPUS_KEYS_DIR", "/srv/keys")
     monkeypatch.setenv("CAMPUS_KEYSTORE_PASSPHRASE_FILE", "/run/secrets/keystore")
     monkeypatch.setenv("ANSIBLE_LOOKUP_PLUGINS", "/elsewhere")
-    env = _environment(tmp_path / "ansible.cfg", tmp_path)
+    env = _environment(os.environ, tmp_path / "ansible.cfg", tmp_path)
     assert env["CAMPUS_KEYS_DIR"] == "/srv/keys"
     assert env["CAMPUS_KEYSTORE_PASSPHRASE_FILE"] == "/run/secrets/keystore"  # noqa: S105 - a path
     assert "ANSIBLE_LOOKUP_PLUGINS" not in env  # the generated ansible.cfg decides

@@ -28,6 +28,7 @@ from campus_provision.volumes.journal import default_journal_dir, journals
 from campus_provision.volumes.lifecycle import Layout, retire
 from campus_provision.volumes.remote import LocalShell
 from tests.conftest import EXAMPLE
+from tests.fake_playbook import assert_passphrase_only_as_a_file, install_fake_ansible_playbook
 from tests.volumes.conftest import CHEAP, PASSPHRASE, Mirror, cryptsetup, sparse_copy
 
 HOST = "sgm-a01"
@@ -204,6 +205,31 @@ def test_create_dry_run_names_the_keys_it_would_make(pc: Pc) -> None:
     assert key is not None and f"{VOLUME}: has key {key.key_id}" in out
     other = volume_id(HOST, "transit-smartcard-trips")
     assert f"{other}: would get a new key" in out and pc.store.keys(other) == []
+
+
+@pytest.mark.parametrize("how", ["typed", "environment", "file"])
+def test_create_gives_the_playbook_the_passphrase_only_as_a_0600_file(
+    pc: Pc, how: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dump_file = install_fake_ansible_playbook(tmp_path, monkeypatch)
+    monkeypatch.setattr(volumes_lifecycle, "choose_users", lambda *a, **k: {HOST: "root"})
+    args = pc.args(str(EXAMPLE), CARD)
+    stdin = None
+    if how != "file":  # no --passphrase-file
+        args = args[: args.index("--passphrase-file")]
+    if how == "environment":
+        monkeypatch.setenv("CAMPUS_KEYSTORE_PASSPHRASE", PASSPHRASE)
+    elif how == "typed":
+        stdin = PASSPHRASE + "\n"
+    result = runner.invoke(app, ["volumes", "create", *args], input=stdin)
+    assert dump_file.exists(), result.output
+    dump = json.loads(dump_file.read_text())
+    given = assert_passphrase_only_as_a_file(dump, PASSPHRASE)
+    assert dump["environ"]["CAMPUS_KEYS_DIR"] == str(pc.keys_dir.absolute())
+    if how == "file":
+        assert given == pc.passphrase_file.absolute()
+    else:
+        assert dump["dir_mode"] == 0o700 and not given.parent.exists()
 
 
 def test_an_unknown_dataset_is_one_line(pc: Pc) -> None:

@@ -5,8 +5,10 @@ ansible.cfg names, and runs it on the controller. Unlike the callback, it does i
 package: the keystore code is the one place that knows how a key is sealed. It finds the
 keystore and its passphrase as ``campus_provision.keys.volumes.open_volume_keystore`` does,
 from the environment ansible-playbook inherits (``CAMPUS_KEYS_DIR``,
-``CAMPUS_KEYSTORE_PASSPHRASE_FILE`` or ``CAMPUS_KEYSTORE_PASSPHRASE``). Every error is one
-line naming the volume or the key file, never the key.
+``CAMPUS_KEYSTORE_PASSPHRASE_FILE`` or ``CAMPUS_KEYSTORE_PASSPHRASE``). campus-provision
+itself hands it only the file (0600), never the passphrase; a passphrase file others may
+open is refused. Every error is one line naming the volume, the key file or the passphrase
+file, never the key.
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ description:
     for it - the base64 of the volume's 64-byte key, 88 ASCII characters, no newline.
   - The volume's current (newest) key, or the key O(key_id) names.
   - The keystore is C($CAMPUS_KEYS_DIR) (else the operator's default keys directory); its
-    passphrase comes from the file C($CAMPUS_KEYSTORE_PASSPHRASE_FILE) names, else
-    C($CAMPUS_KEYSTORE_PASSPHRASE).
+    passphrase comes from the file C($CAMPUS_KEYSTORE_PASSPHRASE_FILE) names (refused when
+    group or others may open it), else C($CAMPUS_KEYSTORE_PASSPHRASE).
   - Use the value only in no_log tasks, and write it only to 0600 files or stdin.
 options:
   _terms:
