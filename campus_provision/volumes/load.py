@@ -29,7 +29,16 @@ from campus_provision.volumes import VolumeError
 from campus_provision.volumes.remote import DEFAULT_TIMEOUT, SECONDS_PER_BYTE, Shell, check, q
 
 MANIFEST = "SHA256SUMS"
-MANIFEST_SIGNATURE = f"{MANIFEST}.sig"  # beside it on the mirror (volumes sign-manifest)
+# What 'volumes sign-manifest' writes beside it for the mirror: the signed statement of the
+# dataset, its version and its files, and the signature (see volumes.mirror).
+SIGNED_MANIFEST = "dataset-manifest.json"
+SIGNED_MANIFEST_SIGNATURE = f"{SIGNED_MANIFEST}.sig"
+# The signature of SHA256SUMS alone that sign-manifest wrote before; it binds nothing and
+# nothing reads it, but a directory signed then still holds it: not a dataset file.
+MANIFEST_SIGNATURE = f"{MANIFEST}.sig"
+RESERVED_NAMES = frozenset(
+    {MANIFEST, MANIFEST_SIGNATURE, SIGNED_MANIFEST, SIGNED_MANIFEST_SIGNATURE}
+)
 _LINE = re.compile(r"([0-9a-fA-F]{64}) [ *](.+)")
 _BAD_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
 _CHUNK = 1 << 20
@@ -42,7 +51,7 @@ class SourceFile:
     """One file of the dataset: its name on the volume, where it is here, its hash.
 
     ``path`` is None for a file the PC fetches itself from ``url`` (``--from-mirror``);
-    its size is then unknown until it is there.
+    its size is then the one the signed manifest states.
     """
 
     name: str
@@ -64,7 +73,7 @@ def check_name(name: str) -> str:
         or "//" in name
         or not parts
         or parts[-1].startswith(TEMP_PREFIX)
-        or name in (MANIFEST, MANIFEST_SIGNATURE)
+        or name in RESERVED_NAMES
     ):
         raise VolumeError(f"{name!r}: not a file name a dataset may have (relative, no '..')")
     return name
@@ -128,7 +137,7 @@ def _walk(source: Path, listed: dict[str, str], problems: list[str]) -> dict[str
         for f in filenames:
             path = base / f
             name = path.relative_to(source).as_posix()
-            if name in (MANIFEST, MANIFEST_SIGNATURE):
+            if name in RESERVED_NAMES:
                 continue
             if path.is_symlink() or not path.is_file():
                 problems.append(f"{name}: not a regular file")
@@ -322,7 +331,7 @@ def load_files(
     sent = 0
     for number, item in enumerate(todo, 1):
         send_file(shell, mount, item)
-        if item.size is None:
+        if item.path is None or item.size is None:
             progress(f"{shell.where}: fetched {item.name} from the mirror [{number}/{len(todo)}]")
             continue
         sent += item.size
