@@ -24,7 +24,8 @@ help:
 	@echo "make test       every test: unit tests, then the lab tests (root; real hosts)"
 	@echo "make test-fast  unit tests only, for quick iteration"
 	@echo "make lint       ruff, mypy --strict, yamllint, ansible-lint"
-	@echo "make bench      render 10,000 PCs; bundle; verify over SSH vs --force-ansible;"
+	@echo "make bench      render 10,000 PCs; bundle; load a 2 GiB file (controller memory);"
+	@echo "                verify over SSH vs --force-ansible;"
 	@echo "                provision tuned vs stock ansible-core; rotate a key on 1 and 2 VMs (root);"
 	@echo "                MITOGEN=DIR also measures mitogen (DIR from 'pip install --target DIR mitogen')"
 	@echo "make setup      build $(VENV) with campus-provision and its dev tools"
@@ -85,6 +86,7 @@ fmt: setup
 bench: setup lab-deps
 	$(BIN)/python bench/bench_render.py
 	$(BIN)/python bench/bench_bundle.py
+	$(BIN)/python bench/bench_load.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/bench_verify.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/bench_provision.py --profile \
 		$(if $(MITOGEN),--mitogen --mitogen-path $(MITOGEN))

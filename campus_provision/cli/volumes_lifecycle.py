@@ -19,7 +19,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from campus_provision.cli.common import AdminOpt, SpecArg, console, user_errors
+from campus_provision.cli.common import AdminOpt, SpecArg, console, load, user_errors
 from campus_provision.cli.keys import (
     KeysDirOpt,
     PassphraseFileOpt,
@@ -70,7 +70,12 @@ from campus_provision.volumes.lifecycle import (
     unfinished,
 )
 from campus_provision.volumes.load import check_source, remote_hashes
-from campus_provision.volumes.mirror import MirrorSource, mirror_source, sign_manifest
+from campus_provision.volumes.mirror import (
+    DATASETS_DIR,
+    MirrorSource,
+    mirror_source,
+    sign_manifest,
+)
 from campus_provision.volumes.records import OperationRecord, Result, make_record, now_iso
 from campus_provision.volumes.remote import Shell, SshShell
 from campus_provision.volumes.swap import KIND_SWAP, check_version, plan_swap, swap
@@ -98,8 +103,8 @@ FromMirrorOpt = Annotated[
     typer.Option(
         "--from-mirror",
         help="Each PC fetches the files from its campus mirror (datasets/ID/VERSION/, the "
-        "version the inventory gives); SHA256SUMS there must be signed by the campus key "
-        "('volumes sign-manifest').",
+        "version the inventory gives); the manifest there must be signed by the campus key "
+        "for this dataset and version ('volumes sign-manifest').",
     ),
 ]
 DryRunOpt = Annotated[
@@ -276,10 +281,12 @@ def _load(
 
     With --from, every file there is hashed here first and must match SHA256SUMS exactly
     (a changed, missing or unlisted file, or a name leaving the volume, refuses the load:
-    nothing is sent anywhere); files go over SSH into a temp name. With --from-mirror, the
-    PC fetches SHA256SUMS and its signature from its campus mirror, which must verify with
-    the campus signing key before any file moves; then the PC fetches each file into a temp
-    name and hashes it. Either way files are renamed into place, root-owned and readable
+    nothing is sent anywhere); files stream over SSH into a temp name, hashed on the PC.
+    With --from-mirror, the PC fetches the signed manifest (dataset-manifest.json, its .sig)
+    and SHA256SUMS from its campus mirror; before any file moves, the signature must verify
+    with the campus signing key, the manifest must name this dataset and version, and
+    SHA256SUMS must list the same files; then the PC fetches each file into a temp name
+    and hashes it. Either way files are renamed into place, root-owned and readable
     through the volume's ACL, then hashed again on the PC; files there already are skipped.
     Exit 0 when every PC holds the dataset; 1 otherwise.
 
@@ -357,35 +364,74 @@ def _mirror(shell: Shell, target: Target, ds: Dataset, keys_dir: Path) -> Mirror
     source = mirror_source(shell, target.mirror_url, ds.id, ds.version, pub)
     console.print(
         f"{escape(target.host)}: {escape(source.base_url)}: {len(source.files)} files, "
-        "SHA256SUMS signed by the campus key"
+        f"signed by the campus key for {escape(ds.id)} version {escape(ds.version)}"
     )
     return source
 
 
+SignVersionOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--version",
+        help="The version DIRECTORY holds \\[default: DATASET's version in SPEC]; another one "
+        "(the next, published before the spec names it) is signed as given.",
+        show_default=False,
+    ),
+]
+
+
 def _sign_manifest(
+    spec: SpecArg,
+    dataset: DatasetArg,
     directory: Annotated[
-        Path, typer.Argument(help="The dataset directory to publish: its files and SHA256SUMS.")
+        Path,
+        typer.Argument(
+            metavar="DIRECTORY",
+            help="The dataset version to publish: its files and SHA256SUMS.",
+            show_default=False,
+        ),
     ],
+    version: SignVersionOpt = None,
     keys_dir: KeysDirOpt = None,
     passphrase_file: PassphraseFileOpt = None,
 ) -> None:
-    """Sign DIRECTORY's SHA256SUMS with the campus key, for the mirror (SHA256SUMS.sig).
+    """Sign DIRECTORY as DATASET at its version, with the campus key, for the mirror.
 
-    Every file is checked against SHA256SUMS first (nothing is signed otherwise). Then copy
-    the directory, signature included, to the mirror as datasets/ID/VERSION/ under its
-    root (campus_mirror serves it); 'volumes load --from-mirror' checks the signature.
+    DATASET must be in SPEC's catalogue; the version is the catalogue's unless --version
+    names another. Every file is checked against SHA256SUMS first (nothing is signed
+    otherwise). Then dataset-manifest.json (the dataset, the version, each file's name,
+    SHA-256 and size) and dataset-manifest.json.sig (its signature) are written beside
+    SHA256SUMS. Copy the directory to the mirror as datasets/DATASET/VERSION/ under its root
+    (campus_mirror serves it); 'volumes load --from-mirror' refuses it anywhere else, and
+    refuses it if the signature, the dataset, the version or SHA256SUMS do not agree.
 
-    Example: campus-provision volumes sign-manifest /srv/staging/card-spending-2025/v1
+    Example: campus-provision volumes sign-manifest SPEC card-spending-2025 /srv/staging/card
     """
     with user_errors():
+        catalogue = load(spec).dataset_by_id
+        if dataset not in catalogue:
+            raise VolumeError(
+                f"{dataset}: not in {spec}'s datasets (it has: {', '.join(sorted(catalogue))})"
+            )
+        listed = catalogue[dataset].version
+        version = check_version(dataset, version or listed)
         files = check_source(directory)
         folder = keys_dir or default_keys_dir()
         key = load_signing_key(folder, read_passphrase(passphrase_file, confirm=False))
-        written = sign_manifest(directory, key)
+        written = sign_manifest(directory, key, dataset=dataset, version=version)
     console.print(
-        f"{escape(str(written))}: {len(files)} files, signed by {fingerprint(key.public_key())}"
+        f"{escape(str(written))}: {escape(dataset)} version {escape(version)}, {len(files)} "
+        f"files, signed by {fingerprint(key.public_key())}"
     )
-    console.print("publish the directory on the mirror as datasets/ID/VERSION/")
+    console.print(
+        f"publish the directory on the mirror as {DATASETS_DIR}/{escape(dataset)}/"
+        f"{escape(version)}/"
+    )
+    if version != listed:
+        console.print(
+            f"the spec names version {escape(listed)}: 'volumes load --from-mirror' fetches "
+            f"{escape(listed)} until the spec says {escape(version)}"
+        )
 
 
 # -- retire ----------------------------------------------------------------------------------

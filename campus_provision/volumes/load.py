@@ -8,8 +8,9 @@ manifest does not list (unlisted), a name that could leave the volume (``..``, a
 control characters, a backslash) or a symlink refuses the load, and nothing changes on any
 PC.
 
-On the PC, each file not already there with the right hash goes over one SSH command into
-a temp file beside its place (``.load.XXXXXX``), root-owned, readable as the volume's root
+On the PC, each file not already there with the right hash streams over one SSH command
+(never whole in the controller's memory) into a temp file beside its place
+(``.load.XXXXXX``), hashed there against the manifest, root-owned, readable as the volume's root
 directory is (the role's ACL: the reader groups, or everyone for open data), synced, then
 renamed into place: a reader sees the old file or the new one, never a half. Then every
 file is hashed again on the PC. Loading twice sends nothing the second time.
@@ -26,10 +27,19 @@ from pathlib import Path
 
 from campus_provision.shell import quote as q
 from campus_provision.volumes import VolumeError
-from campus_provision.volumes.remote import Shell, check
+from campus_provision.volumes.remote import DEFAULT_TIMEOUT, SECONDS_PER_BYTE, Shell, check
 
 MANIFEST = "SHA256SUMS"
-MANIFEST_SIGNATURE = f"{MANIFEST}.sig"  # beside it on the mirror (volumes sign-manifest)
+# What 'volumes sign-manifest' writes beside it for the mirror: the signed statement of the
+# dataset, its version and its files, and the signature (see volumes.mirror).
+SIGNED_MANIFEST = "dataset-manifest.json"
+SIGNED_MANIFEST_SIGNATURE = f"{SIGNED_MANIFEST}.sig"
+# The signature of SHA256SUMS alone that sign-manifest wrote before; it binds nothing and
+# nothing reads it, but a directory signed then still holds it: not a dataset file.
+MANIFEST_SIGNATURE = f"{MANIFEST}.sig"
+RESERVED_NAMES = frozenset(
+    {MANIFEST, MANIFEST_SIGNATURE, SIGNED_MANIFEST, SIGNED_MANIFEST_SIGNATURE}
+)
 _LINE = re.compile(r"([0-9a-fA-F]{64}) [ *](.+)")
 _NAME_PART = re.compile(r"[\w.][\w .,+=@%~#()-]*")
 _CHUNK = 1 << 20
@@ -42,7 +52,7 @@ class SourceFile:
     """One file of the dataset: its name on the volume, where it is here, its hash.
 
     ``path`` is None for a file the PC fetches itself from ``url`` (``--from-mirror``);
-    its size is then unknown until it is there.
+    its size is then the one the signed manifest states.
     """
 
     name: str
@@ -67,7 +77,7 @@ def check_name(name: str) -> str:
         or not all(_NAME_PART.fullmatch(p) for p in parts)
         or any(p in ("..", ".") for p in parts)
         or parts[-1].startswith(TEMP_PREFIX)
-        or name in (MANIFEST, MANIFEST_SIGNATURE)
+        or name in RESERVED_NAMES
     ):
         raise VolumeError(
             f"{name!r}: not a file name a dataset may have (relative, no '..'; letters, "
@@ -134,7 +144,7 @@ def _walk(source: Path, listed: dict[str, str], problems: list[str]) -> dict[str
         for f in filenames:
             path = base / f
             name = path.relative_to(source).as_posix()
-            if name in (MANIFEST, MANIFEST_SIGNATURE):
+            if name in RESERVED_NAMES:
                 continue
             if path.is_symlink() or not path.is_file():
                 problems.append(f"{name}: not a regular file")
@@ -254,32 +264,51 @@ def _place_script(mount: str, name: str, fill: str) -> str:
     )
 
 
+def _transfer_timeout(size: int | None) -> float:
+    """How long one file's command may run: longer for a larger file."""
+    return DEFAULT_TIMEOUT + (size or 0) * SECONDS_PER_BYTE
+
+
+def _hash_or_refuse(item: SourceFile, why: str) -> str:
+    """Shell: exit 5 with ``why`` unless ``$tmp`` hashes as the manifest says ``item`` does."""
+    return (
+        f'[ "$(sha256sum < "$tmp" | cut -d" " -f1)" = {q(item.sha256)} ] || '
+        f"{{ echo {q(item.name + ': ' + why)} >&2; exit 5; }}"
+    )
+
+
 def fetch_file(shell: Shell, mount: str, item: SourceFile) -> None:
     """One file fetched by the PC from the mirror into its place, refused (exit 5, nothing
     renamed) unless it hashes as the manifest says."""
     if item.url is None:
         raise VolumeError(f"{item.name}: no URL to fetch it from")
-    fill = (
-        f'{fetch_command(item.url)} > "$tmp"\n'
-        f'[ "$(sha256sum < "$tmp" | cut -d" " -f1)" = {q(item.sha256)} ] || '
-        f"{{ echo {q(item.name + ': the mirror copy does not match ' + MANIFEST)} >&2; exit 5; }}"
+    fill = f'{fetch_command(item.url)} > "$tmp"\n' + _hash_or_refuse(
+        item, f"the mirror copy does not match {MANIFEST}"
     )
-    check(shell, _place_script(mount, item.name, fill), f"fetching {item.name} from the mirror")
+    check(shell, _place_script(mount, item.name, fill), f"fetching {item.name} from the mirror",
+          timeout=_transfer_timeout(item.size))  # fmt: skip
 
 
 def send_file(shell: Shell, mount: str, item: SourceFile) -> None:
-    """One file into its place under ``mount``: temp file, root-owned, synced, renamed."""
+    """One file into its place under ``mount``: temp file, root-owned, synced, renamed.
+
+    The file streams from here to the PC (the shell reads it as its stdin; this process
+    never holds it), and the PC hashes what arrived before it renames it into place: a
+    file changed here since :func:`check_source` hashed it is refused there (exit 5).
+    """
     if item.path is None:
         fetch_file(shell, mount, item)
         return
-    script = _place_script(mount, item.name, 'cat > "$tmp"')
+    fill = 'cat > "$tmp"\n' + _hash_or_refuse(
+        item, f"changed since it was checked ({MANIFEST} says otherwise): not put in place"
+    )
     try:
-        data = item.path.read_bytes()
+        data = item.path.open("rb")
     except OSError as exc:
         raise VolumeError(f"{item.path}: cannot read: {exc.strerror}") from None
-    if hashlib.sha256(data).hexdigest() != item.sha256:
-        raise VolumeError(f"{item.path}: changed since it was checked: nothing more sent")
-    check(shell, script, f"writing {item.name}", data)
+    with data:
+        check(shell, _place_script(mount, item.name, fill), f"writing {item.name}", data,
+              _transfer_timeout(item.size))  # fmt: skip
 
 
 def load_files(
@@ -309,7 +338,7 @@ def load_files(
     sent = 0
     for number, item in enumerate(todo, 1):
         send_file(shell, mount, item)
-        if item.size is None:
+        if item.path is None or item.size is None:
             progress(f"{shell.where}: fetched {item.name} from the mirror [{number}/{len(todo)}]")
             continue
         sent += item.size

@@ -290,7 +290,8 @@ def test_load_refuses_a_tampered_copy_then_loads_and_verifies(lab: Lab) -> None:
 def test_load_from_the_mirror_fetches_what_the_pc_lost(lab: Lab) -> None:
     # The operator signs the dataset version and publishes it on the site's mirror.
     published = _dataset_dir(lab.tmp / "publish", FILES)
-    sign_manifest(published, load_signing_key(lab.keys_dir, lab.passphrase))
+    sign_manifest(published, load_signing_key(lab.keys_dir, lab.passphrase), dataset=DATASET,
+                  version=lab.dataset["version"])  # fmt: skip
     where = f"{MIRROR_DATASETS}/{DATASET}/{lab.dataset['version']}"
     tar = subprocess.run(["tar", "-C", str(published), "-cf", "-", "."], capture_output=True,
                          check=True, timeout=60).stdout  # fmt: skip
@@ -302,7 +303,9 @@ def test_load_from_the_mirror_fetches_what_the_pc_lost(lab: Lab) -> None:
     lab.sh(f"rm {MOUNT}/2025/q1.csv")
     done = lab.cli("load", str(lab.spec), DATASET, "--from-mirror", out="rec-load-mirror")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SHA256SUMS signed by the campus key" in done.stdout
+    assert f"signed by the campus key for {DATASET} version {lab.dataset['version']}" in (
+        done.stdout
+    )
     assert "3 files verified on the PC (1 sent, 2 already there)" in done.stdout
     record = lab.verify_record("rec-load-mirror", "load")
     assert "1 fetched from the mirror, 2 there" in record["detail"], record
@@ -312,9 +315,9 @@ def test_load_from_the_mirror_fetches_what_the_pc_lost(lab: Lab) -> None:
                           "cat /var/log/nginx/campus-mirror.access.log"],
                          capture_output=True, text=True, timeout=60, check=False).stdout  # fmt: skip
     fetched = [line for line in log.splitlines() if f"/datasets/{DATASET}/" in line]
-    assert [line.split()[0] for line in fetched] == [str(lab.host.address.ip)] * 3, fetched
+    assert [line.split()[0] for line in fetched] == [str(lab.host.address.ip)] * 4, fetched
     assert sorted(line.split('"')[1].split()[1].rsplit("/", 1)[1] for line in fetched) == [
-        "SHA256SUMS", "SHA256SUMS.sig", "q1.csv"
+        "SHA256SUMS", "dataset-manifest.json", "dataset-manifest.json.sig", "q1.csv"
     ]  # fmt: skip
 
 

@@ -290,15 +290,44 @@ def test_sign_manifest_then_a_dry_run_from_the_mirror_checks_the_signature(
     pc: Pc, on_mirror: Path, mirror: Mirror
 ) -> None:
     code, out = invoke("load", *pc.args(str(EXAMPLE), CARD, "--from-mirror", "--dry-run"))
-    assert code == 1 and "SHA256SUMS.sig: HTTP 404 File not found" in out, out
-    code, out = invoke("sign-manifest", str(on_mirror), "--keys-dir", str(pc.keys_dir),
-                       "--passphrase-file", str(pc.passphrase_file))  # fmt: skip
+    assert code == 1 and "dataset-manifest.json: HTTP 404 File not found" in out, out
+    keys = ["--keys-dir", str(pc.keys_dir), "--passphrase-file", str(pc.passphrase_file)]
+    code, out = invoke("sign-manifest", str(EXAMPLE), CARD, str(on_mirror), *keys)
     assert code == 0, out
-    assert "1 files, signed by" in out and (on_mirror / "SHA256SUMS.sig").is_file()
+    assert f"{CARD} version 2025.09, 1 files, signed by" in out, out
+    assert f"publish the directory on the mirror as datasets/{CARD}/2025.09/" in out
+    assert json.loads((on_mirror / "dataset-manifest.json").read_text())["version"] == "2025.09"
+    assert (on_mirror / "dataset-manifest.json.sig").is_file()
     code, out = invoke("load", *pc.args(str(EXAMPLE), CARD, "--from-mirror", "--dry-run"))
     assert code == 0, out
-    assert "SHA256SUMS signed by the campus key" in out and "would fetch 1 of 1 files" in out
+    assert f"signed by the campus key for {CARD} version 2025.09" in out
+    assert "would fetch 1 of 1 files" in out
     assert not (pc.root / "srv" / CARD / "a.csv").exists()
     (on_mirror / "SHA256SUMS").write_text(f"{'0' * 64}  a.csv\n")  # changed after signing
     code, out = invoke("load", *pc.args(str(EXAMPLE), CARD, "--from-mirror", "--dry-run"))
-    assert code == 1 and "is not signed by the campus key" in out, out
+    assert code == 1 and "SHA256SUMS disagrees with the signed dataset-manifest.json" in out, out
+    statement = on_mirror / "dataset-manifest.json"
+    statement.write_bytes(statement.read_bytes().replace(b"2025.09", b"2025.08"))
+    code, out = invoke("load", *pc.args(str(EXAMPLE), CARD, "--from-mirror", "--dry-run"))
+    assert code == 1 and "dataset-manifest.json is not signed by the campus key" in out, out
+
+
+def test_sign_manifest_takes_a_dataset_of_the_catalogue_at_a_version(
+    pc: Pc, tmp_path: Path
+) -> None:
+    staged = tmp_path / "staging" / "next"
+    staged.mkdir(parents=True)
+    (staged / "a.csv").write_bytes(b"rows\n")
+    (staged / "SHA256SUMS").write_text(
+        f"{hashlib.sha256(b'rows' + bytes([10])).hexdigest()}  a.csv\n"
+    )
+    keys = ["--keys-dir", str(pc.keys_dir), "--passphrase-file", str(pc.passphrase_file)]
+    code, out = invoke("sign-manifest", str(EXAMPLE), "no-such-data", str(staged), *keys)
+    assert code == 1 and "no-such-data: not in" in out and CARD in out, out
+    assert not (staged / "dataset-manifest.json").exists()
+    code, out = invoke("sign-manifest", str(EXAMPLE), CARD, str(staged), "--version", "2026.1",
+                       *keys)  # fmt: skip
+    assert code == 0, out
+    assert f"datasets/{CARD}/2026.1/" in out
+    assert "the spec names version 2025.09: 'volumes load --from-mirror' fetches" in out
+    assert json.loads((staged / "dataset-manifest.json").read_text())["version"] == "2026.1"
