@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -171,21 +172,23 @@ def _run_live(
     extra_vars: dict[str, str],
     keystore: KeystoreAccess | None = None,
 ) -> RunResult:
+    run = functools.partial(
+        run_playbook,
+        playbook,
+        inventory,
+        run_dir,
+        limit=limit,
+        tags=tags,
+        skip_tags=skip_tags,
+        check=check,
+        diff=diff,
+        extra_vars=extra_vars,
+        keystore=keystore,
+    )
     if not console.is_terminal:  # a pipe, tee, CI: lines a log can keep
         lines = _Lines()
         try:
-            return run_playbook(
-                playbook,
-                inventory,
-                run_dir,
-                limit=limit,
-                tags=tags,
-                skip_tags=skip_tags,
-                check=check,
-                diff=diff,
-                extra_vars=extra_vars,
-                on_event=lines,
-            )
+            return run(on_event=lines)
         finally:
             lines.close()
     with Progress(
@@ -197,19 +200,7 @@ def _run_live(
         console=console,
         transient=True,
     ) as bar:
-        return run_playbook(
-            playbook,
-            inventory,
-            run_dir,
-            limit=limit,
-            tags=tags,
-            skip_tags=skip_tags,
-            check=check,
-            diff=diff,
-            extra_vars=extra_vars,
-            on_event=_Follow(bar),
-            keystore=keystore,
-        )
+        return run(on_event=_Follow(bar))
 
 
 def write_summary(result: RunResult, *, check: bool = False) -> Path:

@@ -91,3 +91,34 @@ def test_an_own_file_others_can_read_is_refused_before_the_run(
     with pytest.raises(PassphraseFileModeError, match=r"open to other users \(mode 0644\)"):
         run_playbook(*project, tmp_path / "run")
     assert not dump_file.exists() and not (tmp_path / "run").exists()
+
+
+def test_provision_on_a_log_hands_its_passphrase_file_to_the_playbook(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The piped (CI) path of the CLI passes --keys-dir and --passphrase-file on, too."""
+    from typer.testing import CliRunner  # noqa: PLC0415
+
+    from campus_provision.cli import app  # noqa: PLC0415
+    from tests.conftest import EXAMPLE  # noqa: PLC0415
+
+    dump = install_fake_ansible_playbook(tmp_path, monkeypatch)
+    spec = tmp_path / "seoul" / "campus.yml"
+    spec.parent.mkdir()
+    spec.write_bytes(EXAMPLE.read_bytes())
+    playbook = tmp_path / "site.yml"
+    playbook.write_text("---\n[]\n")
+    secret = tmp_path / "passphrase"
+    secret.write_text(f"{SECRET}\n")
+    secret.chmod(0o600)
+    keys = tmp_path / "keys"
+    result = CliRunner().invoke(
+        app,
+        ["provision", str(spec), "--playbook", str(playbook), "--run-dir", str(tmp_path / "run"),
+         "--login", "inventory", "--keys-dir", str(keys), "--passphrase-file", str(secret)],
+    )  # fmt: skip
+    assert dump.exists(), result.output
+    given = json.loads(dump.read_text())
+    assert given["file"] == str(secret)
+    assert given["environ"]["CAMPUS_KEYS_DIR"] == str(keys)
+    assert "CAMPUS_KEYSTORE_PASSPHRASE" not in given["environ"]
