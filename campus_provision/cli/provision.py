@@ -19,6 +19,7 @@ from campus_provision.cli import verify as verify_cli
 from campus_provision.cli.common import AdminOpt, SpecArg, admin_account, console, load, user_errors
 from campus_provision.cli.keys import read_passphrase
 from campus_provision.errors import ProvisionError
+from campus_provision.hostkeys import hint
 from campus_provision.keys.atomic import write_atomic
 from campus_provision.keys.passphrase import KeystoreAccess
 from campus_provision.keys.signing import PUB_FILE, default_keys_dir, load_signing_key
@@ -219,10 +220,18 @@ def write_summary(result: RunResult, *, check: bool = False) -> Path:
     return path
 
 
-def print_summary(result: RunResult, *, check: bool = False, limit: str | None = None) -> None:
+def print_summary(
+    result: RunResult,
+    *,
+    check: bool = False,
+    limit: str | None = None,
+    inventory: Path | None = None,
+) -> None:
     """Plays that had no host (once), the per-host table, then one line for the run.
 
-    The line for the run says why it failed, if so. ``limit`` is the run's --limit.
+    The line for the run says why it failed, if so. ``limit`` is the run's --limit. With
+    ``inventory`` (the rendered hosts.yml), a host ssh refused over its host key gets a
+    line saying what to do.
     """
     if result.empty_plays:
         console.print(escape(empty_plays_line(result.empty_plays, limit)), soft_wrap=True)
@@ -252,6 +261,10 @@ def print_summary(result: RunResult, *, check: bool = False, limit: str | None =
         + (f", not run {not_run}" if not_run else "")
         + f" in {duration(result.seconds)}; run dir {escape(str(result.run_dir))}"
     )
+    for h in result.hosts:
+        said = hint(h.reason or "", inventory) if inventory is not None else None
+        if h.unreachable and said:
+            console.print(f"[red]{escape(h.host)}[/red]: {escape(said)}")
     if result.rc != 0 and not (failed or unreachable):
         error = last_error(result.log)
         detail = f": {escape(error.rstrip('.'))}" if error else ""
@@ -369,6 +382,7 @@ def provision(
         if playbook is not None and not playbook.is_file():
             raise ProvisionError(f"{playbook}: no such playbook")
         directory = run_dir or runs / stamp
+        rendered_hosts = inventory  # whose known_hosts every connection is checked against
         if login == "auto":
             who = admin_account(admin, campus)
             inventory = _login_inventory(inventory, directory, limit, who)
@@ -386,7 +400,7 @@ def provision(
             keystore=KeystoreAccess(keys_dir, passphrase_file),
         )
     write_summary(result, check=check)
-    print_summary(result, check=check, limit=limit)
+    print_summary(result, check=check, limit=limit, inventory=rendered_hosts)
     code = 0 if result.ok() else 1
     if verify:
         try:

@@ -187,3 +187,35 @@ def test_a_pc_whose_cable_is_pulled_mid_run_is_named_within_the_keepalive(
     assert {h["host"]: h["changed"] for h in summary(tmp_path / "again").values()} == dict.fromkeys(
         PCS, 0
     )
+
+
+LOG_HOST = "sgm-log"
+
+
+def test_a_play_that_fails_everywhere_does_not_orphan_the_pcs(lab: Lab, tmp_path: Path) -> None:
+    """Every log host down: Ansible ends the playbook there, provision runs the PCs' play.
+
+    site.yml as IT staff run it, limited to the log host and the PCs: the log hosts' play
+    fails on its only host, and the workstations' play still runs on both PCs.
+    """
+    assert control.stop_host(lab.paths, LOG_HOST)
+    try:
+        run_dir = tmp_path / "log-down"
+        cmd = [str(VENV_BIN / "campus-provision"), "provision", str(lab.spec), "--lab",
+               "--prefix", lab.paths.prefix, "--limit", ",".join((LOG_HOST, *PCS)),
+               "--run-dir", str(run_dir)]  # fmt: skip
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT,
+                              env={**os.environ, "COLUMNS": "200"}, check=False)  # fmt: skip
+    finally:
+        control.start_host(lab.paths, LOG_HOST)
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out
+    hosts = summary(run_dir)
+    assert set(hosts) == {LOG_HOST, *PCS}, hosts
+    assert hosts[LOG_HOST]["unreachable"] == 1, hosts[LOG_HOST]
+    for pc in PCS:
+        assert hosts[pc]["failed"] == 0 and hosts[pc]["unreachable"] == 0, hosts[pc]
+        assert not hosts[pc].get("not_run"), hosts[pc]
+        assert hosts[pc]["ok"] > 0, hosts[pc]
+    assert "Ansible stopped: the play" in out, out
+    assert sorted((run_dir / "resume-1.limit").read_text().split()) == sorted(PCS)

@@ -245,3 +245,22 @@ def test_a_host_not_run_is_in_the_table_and_the_verdict(
     assert reason in out
     assert "FAILED: 1 hosts, changed 0, failed 0, unreachable 0, not run 1 in 5.0s" in out
     assert not result.ok()
+
+
+def test_a_host_refused_over_its_host_key_is_told_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wide = Console(width=300, file=io.StringIO(), highlight=False, soft_wrap=True)
+    monkeypatch.setattr(provision_cli, "console", wide)
+    said = "Failed to connect to the host via ssh: Host key verification failed."
+    result = RunResult(
+        rc=4,
+        hosts=(_summary(host="sgm-a01", ok=0, changed=0, skipped=0, seconds=0, reason=said,
+                        unreachable=1),),
+        run_dir=tmp_path,
+        seconds=5,
+    )  # fmt: skip
+    print_summary(result, inventory=tmp_path / "seoul" / "hosts.yml")
+    out = wide.file.getvalue()  # type: ignore[attr-defined]
+    assert f"sgm-a01: its SSH host key is not in {tmp_path}/seoul/known_hosts" in out
+    assert "campus-provision hosts trust SPEC --limit HOST" in out
