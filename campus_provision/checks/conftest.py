@@ -57,6 +57,14 @@ class Evidence:
         )
         return result
 
+    def run_on(self, other: Any, name: str, command: str) -> Any:
+        """Run ``command`` on another host (a log host, say), recorded as done there."""
+        there = Evidence(other)
+        result = there.run(command)
+        self.lines += [f"[on {name}] {line}" if i == 0 else line
+                       for i, line in enumerate(there.lines)]  # fmt: skip
+        return result
+
     def note(self, text: str) -> None:
         """Record a finding in words."""
         self.lines.append(f"# {text}")
@@ -127,6 +135,28 @@ def peers(
             )
     found.sort(key=lambda f: not f[0])
     return [(name, ip) for _, name, ip in found[:PEERS]]
+
+
+@pytest.fixture(scope="module")
+def log_hosts(
+    hostvars: dict[str, Any], request: pytest.FixtureRequest
+) -> dict[str, tuple[str, Any]]:
+    """This PC's campus log hosts: address → (inventory name, testinfra host) to read them.
+
+    A log host the inventory verify runs with does not name is left out: the check then
+    says it cannot see what arrived there.
+    """
+    inventory = request.config.option.ansible_inventory
+    wanted = {str(a) for a in hostvars.get("campus_log_hosts") or []}
+    if not inventory or not wanted:
+        return {}
+    runner = AnsibleRunner.get_runner(inventory)
+    found = {}
+    for name in sorted(runner.get_hosts("all")):
+        address = str(runner.get_variables(name).get("ansible_host", ""))
+        if address in wanted and address not in found:
+            found[address] = (name, runner.get_host(name))
+    return found
 
 
 def family_enabled(hostvars: dict[str, Any], family: str) -> None:

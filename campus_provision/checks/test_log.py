@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from campus_provision.checks.conftest import (
@@ -10,11 +11,19 @@ from campus_provision.checks.conftest import (
     family_enabled,
     names_address,
     not_applicable,
+    probe_failed,
 )
+from campus_provision.shell import quote
+
+DELIVERY_SECONDS = 30
+LOG_DIR = "/var/log/campus"  # campus_log_server_dir: one file per sending host
 
 
 def test_CP_LOG_01_logs_forwarded_to_campus_log_host(
-    host: Any, hostvars: dict[str, Any], evidence: Evidence
+    host: Any,
+    hostvars: dict[str, Any],
+    evidence: Evidence,
+    log_hosts: dict[str, tuple[str, Any]],
 ) -> None:
     family_enabled(hostvars, "LOG")
     targets = hostvars.get("campus_log_hosts") or []
@@ -30,3 +39,43 @@ def test_CP_LOG_01_logs_forwarded_to_campus_log_host(
     if missing:
         problems.append(f"no forwarding to {', '.join(missing)} in the rsyslog configuration")
     assert not problems, "; ".join(problems)
+    problems = _undelivered(evidence, targets, log_hosts)
+    assert not problems, "; ".join(problems)
+
+
+def _undelivered(
+    evidence: Evidence,
+    targets: list[str],
+    log_hosts: dict[str, tuple[str, Any]],
+    log_dir: str = LOG_DIR,
+    seconds: int = DELIVERY_SECONDS,
+) -> list[str]:
+    """Delivery, not configuration: a line only this run could have written, looked for on
+    every log host within a bound; the log hosts it did not reach (as problems)."""
+    unseen = [t for t in targets if t not in log_hosts]
+    if unseen:
+        probe_failed(
+            f"log host {', '.join(unseen)} is not in the inventory: what arrived there "
+            "cannot be read"
+        )
+    token = f"campus-verify-{secrets.token_hex(8)}"
+    sent = evidence.run(f"logger -t campus-verify {token} && echo logged")
+    if sent.rc != 0 or "logged" not in sent.stdout:
+        probe_failed(f"logger could not log a line on this PC (exit {sent.rc})")
+    problems = []
+    for address in targets:
+        name, other = log_hosts[address]
+        found = evidence.run_on(
+            other, name,
+            f"test -d {quote(log_dir)} || exit 3; for i in $(seq {int(seconds)}); do "
+            f"grep -rlF -- {token} {quote(log_dir)} && exit 0; sleep 1; done; exit 1",
+        )  # fmt: skip
+        if found.rc == 1:
+            problems.append(
+                f"a line logged on this PC did not reach {name} ({address}) within {seconds} s"
+            )
+        elif found.rc != 0:
+            probe_failed(f"{log_dir} on {name} could not be read (exit {found.rc})")
+    if not problems:
+        evidence.note(f"{token} logged here arrived on {', '.join(targets)}")
+    return problems

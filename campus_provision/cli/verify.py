@@ -126,7 +126,8 @@ def _run(
         # Provisioned PCs take only an admin (with sudo); fresh ones only root.
         scratch = out_dir.parent / f".{out_dir.name}.inventory"
         who = admin_account(admin, campus)
-        users = choose_users(inventory / "hosts.yml", limit or "all", who)
+        # The log hosts too: LOG-01 reads there what the PCs sent.
+        users = choose_users(inventory / "hosts.yml", f"{limit or 'all'},log_hosts", who)
         target = Target(
             inventory=overlay_inventory(inventory / "hosts.yml", scratch, users),
             campus=campus,

@@ -194,7 +194,9 @@ def test_a_line_logged_on_a_pc_reaches_the_log_host(audit_lab: Lab) -> None:
     assert lab.run("grep -c campus-test- /var/log/syslog || true", on=LOG_HOST).strip() == "0"
 
 
-def test_lines_logged_while_the_log_host_is_down_arrive_later(audit_lab: Lab) -> None:
+def test_lines_logged_while_the_log_host_is_down_arrive_later(
+    audit_lab: Lab, tmp_path: Path
+) -> None:
     lab = audit_lab
     pc = PCS[0]
     lab.run("systemctl stop rsyslog.service syslog.socket", on=LOG_HOST)
@@ -203,6 +205,8 @@ def test_lines_logged_while_the_log_host_is_down_arrive_later(audit_lab: Lab) ->
         lab.run(f"logger -t campus-test {token}", on=pc)
         time.sleep(3)
         assert not arrived(lab, pc, token)()
+        # The configuration is right, the delivery is not: LOG-01 looks, and fails.
+        assert statuses(lab, (pc,), ("CP-LOG-01",), tmp_path) == {(pc, "CP-LOG-01"): "fail"}
     finally:
         lab.run("systemctl start rsyslog.service", on=LOG_HOST)
     took = wait_for(arrived(lab, pc, token))

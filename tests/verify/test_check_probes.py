@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from campus_provision.checks import test_acc, test_net, test_pkg
+from campus_provision.checks import test_acc, test_log, test_net, test_pkg
 from campus_provision.checks.conftest import Evidence
 
 HOSTVARS: dict[str, Any] = {
@@ -176,3 +176,49 @@ def test_net_01_tries_udp_and_the_other_pcs_too(tools: Path) -> None:
         "127.0.0.2 (outside the campus) is reachable: udp/123; "
         "other PCs are reachable: gp-a01 127.0.0.3 tcp/22"
     )
+
+
+def test_log_01_finds_the_line_it_logged_on_the_log_host(tmp_path: Path) -> None:
+    received = tmp_path / "campus"
+    received.mkdir()
+    pc_tools = tmp_path / "pc"
+    pc_tools.mkdir()
+    # The PC's logger "forwards" at once: the line lands in the log host's folder.
+    tool(pc_tools, "logger", f'echo "$*" >> {received}/sgm-a01.log\n')
+    log_host = Shell(tmp_path / "nothing")
+    found = test_log._undelivered(
+        Evidence(Shell(pc_tools)), ["10.21.10.30"], {"10.21.10.30": ("sgm-log", log_host)},
+        log_dir=str(received), seconds=2,
+    )  # fmt: skip
+    assert found == []
+
+
+def test_log_01_fails_when_the_line_never_arrives(tmp_path: Path) -> None:
+    received = tmp_path / "campus"
+    received.mkdir()
+    pc_tools = tmp_path / "pc"
+    pc_tools.mkdir()
+    tool(pc_tools, "logger", "exit 0\n")  # logged here, lost on the way
+    ev = Evidence(Shell(pc_tools))
+    found = test_log._undelivered(
+        ev, ["10.21.10.30"], {"10.21.10.30": ("sgm-log", Shell(tmp_path / "nothing"))},
+        log_dir=str(received), seconds=2,
+    )  # fmt: skip
+    assert found == ["a line logged on this PC did not reach sgm-log (10.21.10.30) within 2 s"]
+    assert any(line.startswith("[on sgm-log] $ test -d") for line in ev.lines)
+
+
+def test_log_01_is_an_error_when_it_cannot_look_or_log(tmp_path: Path) -> None:
+    pc_tools = tmp_path / "pc"
+    pc_tools.mkdir()
+    tool(pc_tools, "logger", "exit 0\n")
+    hosts = {"10.21.10.30": ("sgm-log", Shell(tmp_path / "nothing"))}
+    with pytest.raises(pytest.fail.Exception, match="on sgm-log could not be read"):
+        test_log._undelivered(Evidence(Shell(pc_tools)), ["10.21.10.30"], hosts,
+                              log_dir=str(tmp_path / "missing"), seconds=1)  # fmt: skip
+    tool(pc_tools, "logger", "exit 1\n")
+    with pytest.raises(pytest.fail.Exception, match="logger could not log a line"):
+        test_log._undelivered(Evidence(Shell(pc_tools)), ["10.21.10.30"], hosts,
+                              log_dir=str(tmp_path), seconds=1)  # fmt: skip
+    with pytest.raises(pytest.fail.Exception, match=r"10\.21\.10\.31 is not in the inventory"):
+        test_log._undelivered(Evidence(Shell(pc_tools)), ["10.21.10.31"], hosts)
