@@ -26,6 +26,9 @@ def _people(hostvars: dict[str, Any]) -> tuple[set[str], set[str]]:
 def _login_accounts(evidence: Evidence) -> dict[str, str]:
     """Accounts with a UID of a person (>= 1000) and a login shell → their shell."""
     out = evidence.run("getent passwd")
+    # Its positive control: the account database names root (uid 0), or it was not read.
+    if out.rc != 0 or not any(line.startswith("root:x:0:") for line in out.stdout.splitlines()):
+        probe_failed(f"getent passwd did not list the accounts (no root; exit {out.rc})")
     accounts = {}
     for line in out.stdout.splitlines():
         name, _, uid, _, _, _, shell = line.split(":")
@@ -136,10 +139,17 @@ def test_CP_ACC_03_sudo_is_for_admins_only(
         problems.append(f"in group sudo but not admins: {', '.join(sorted(members - admins))}")
     if admins - members:
         problems.append(f"admins without sudo: {', '.join(sorted(admins - members))}")
+    # "No other grant" needs sudoers read: the same shell proves it could read the file.
     grants = evidence.run(
+        "cat /etc/sudoers >/dev/null && echo 'sudoers: read'; "
         "grep -rhsE '^[^#[:space:]]' /etc/sudoers /etc/sudoers.d/ | grep -v '^Defaults'"
     )
-    for line in grants.stdout.splitlines():
+    lines = grants.stdout.splitlines()
+    if "sudoers: read" not in lines:
+        probe_failed("/etc/sudoers could not be read, so its grants are unknown")
+    for line in lines:
+        if line == "sudoers: read":
+            continue
         who = line.split()[0]
         if who in ("root", "%sudo", "@includedir", "#includedir") or who in admins:
             continue

@@ -222,3 +222,29 @@ def test_log_01_is_an_error_when_it_cannot_look_or_log(tmp_path: Path) -> None:
                               log_dir=str(tmp_path), seconds=1)  # fmt: skip
     with pytest.raises(pytest.fail.Exception, match=r"10\.21\.10\.31 is not in the inventory"):
         test_log._undelivered(Evidence(Shell(pc_tools)), ["10.21.10.31"], hosts)
+
+
+def test_acc_01_is_an_error_when_the_accounts_cannot_be_listed(tools: Path) -> None:
+    tool(tools, "getent", "exit 2\n")
+    with pytest.raises(pytest.fail.Exception, match="getent passwd did not list the accounts"):
+        test_acc.test_CP_ACC_01_one_account_per_person(None, HOSTVARS, Evidence(Shell(tools)))
+
+
+def test_acc_03_is_an_error_when_sudoers_cannot_be_read(tools: Path) -> None:
+    tool(tools, "getent", "echo 'sudo:x:27:it-admin'\n")
+    tool(tools, "cat", "echo 'cat: /etc/sudoers: Permission denied' >&2; exit 1\n")
+    tool(tools, "grep", "exit 2\n")
+    with pytest.raises(pytest.fail.Exception, match="/etc/sudoers could not be read"):
+        test_acc.test_CP_ACC_03_sudo_is_for_admins_only(None, HOSTVARS, Evidence(Shell(tools)))
+
+
+def test_acc_03_still_names_a_grant_to_someone_else(tools: Path) -> None:
+    tool(tools, "getent", "echo 'sudo:x:27:it-admin'\n")
+    tool(tools, "cat", "exit 0\n")
+    tool(
+        tools,
+        "grep",
+        'case "$*" in *Defaults*) /bin/cat ;; *) echo "kim-analyst ALL=(ALL) ALL" ;; esac\n',
+    )
+    with pytest.raises(AssertionError, match="sudoers grants to kim-analyst"):
+        test_acc.test_CP_ACC_03_sudo_is_for_admins_only(None, HOSTVARS, Evidence(Shell(tools)))
