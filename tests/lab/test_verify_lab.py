@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +16,7 @@ import pytest
 from campus_provision.lab.control import UpResult
 from campus_provision.lab.state import LabPaths
 from campus_provision.verify.results import RunResults
+from campus_provision.verify.runner import NO_RESULT
 from tests.conftest import EXAMPLE
 from tests.lab.conftest import VENV_BIN
 
@@ -158,3 +162,65 @@ def test_a_pc_whose_host_key_changed_is_an_error_naming_it(
             "REMOTE HOST IDENTIFICATION HAS CHANGED" in r.evidence
             or "Host key verification failed" in r.message
         )
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        kids = _children(todo.pop())
+        out += kids
+        todo += kids
+    return out
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def test_a_pytest_worker_killed_mid_run_leaves_errors_naming_its_cells(
+    nspawn_lab: Lab, evidence: tuple[Path, Path, subprocess.CompletedProcess[str]],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """A crashed xdist worker's cell is an error naming host and control, never a gap."""
+    paths, _ = nspawn_lab
+    out = tmp_path / "evidence"
+    env = {**os.environ, "CAMPUS_KEYS_DIR": str(evidence[1].parent),
+           "CAMPUS_KEYSTORE_PASSPHRASE": PASSPHRASE}  # fmt: skip
+    cmd = [str(VENV_BIN / "campus-provision"), "verify", str(EXAMPLE), "--lab", "--prefix",
+           paths.prefix, "--out", str(out)]  # fmt: skip
+    killed = None
+    with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True) as proc:  # fmt: skip
+        deadline = time.monotonic() + 600
+        while killed is None and proc.poll() is None and time.monotonic() < deadline:
+            tree = _descendants(proc.pid)
+            runner = next((p for p in tree if " -m pytest " in _cmdline(p)), None)
+            if runner is not None:
+                with contextlib.suppress(OSError):
+                    done = (Path(f"/proc/{runner}/cwd").resolve() / "results.jsonl").read_text()
+                    workers = _children(runner)
+                    if done.count("\n") >= 2 and workers:
+                        os.kill(workers[0], signal.SIGKILL)  # mid-run: others still checking
+                        killed = workers[0]
+            time.sleep(0.2)
+        output, _ = proc.communicate(timeout=900)
+    assert killed is not None, f"no pytest worker was seen to kill:\n{output}"
+    assert proc.returncode == 1, output
+    run = results(out)
+    assert len(run.results) == len(run.hosts) * len(run.controls) == 2 * 17
+    lost = [r for r in run.results if r.message == NO_RESULT]
+    assert lost, "a killed worker left no cell without a result"
+    assert all(r.status == "error" for r in lost)
+    for r in lost:  # the terminal names each, as results.json does
+        assert f"ERROR {r.host} {r.control}" in output, output
