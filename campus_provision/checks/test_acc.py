@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from ipaddress import ip_network
 from typing import Any
 
@@ -61,12 +62,28 @@ def test_CP_ACC_01_one_account_per_person(
     assert not problems, "; ".join(problems)
 
 
-SSH_SETTINGS = (
-    "permitrootlogin",
-    "passwordauthentication",
-    "kbdinteractiveauthentication",
-    "permitemptypasswords",
-)
+# sshd -T's name → (the name in sshd_config, what is allowed, in words): the login rules,
+# then what an outside auditor's baseline asks (issue 22): every session logged with its
+# key, few tries and sessions, no tunnel, forwarding or compression, idle sessions ended
+# by sshd's own ClientAlive (TCPKeepAlive off) within IDLE_SECONDS.
+IDLE_SECONDS = 900
+SSH_RULES: dict[str, tuple[str, Callable[[str], bool], str]] = {
+    "permitrootlogin": ("PermitRootLogin", lambda v: v == "no", "no"),
+    "passwordauthentication": ("PasswordAuthentication", lambda v: v == "no", "no"),
+    "kbdinteractiveauthentication": ("KbdInteractiveAuthentication", lambda v: v == "no", "no"),
+    "permitemptypasswords": ("PermitEmptyPasswords", lambda v: v == "no", "no"),
+    "loglevel": ("LogLevel", lambda v: v in ("verbose", "debug1"), "VERBOSE"),
+    "maxauthtries": ("MaxAuthTries", lambda v: v.isdigit() and int(v) <= 3, "at most 3"),
+    "maxsessions": ("MaxSessions", lambda v: v.isdigit() and int(v) <= 4, "at most 4"),
+    "compression": ("Compression", lambda v: v == "no", "no"),
+    "tcpkeepalive": ("TCPKeepAlive", lambda v: v == "no", "no (ClientAlive instead)"),
+    "allowtcpforwarding": ("AllowTcpForwarding", lambda v: v == "no", "no"),
+    "x11forwarding": ("X11Forwarding", lambda v: v == "no", "no"),
+    "permittunnel": ("PermitTunnel", lambda v: v == "no", "no"),
+    "clientaliveinterval": ("ClientAliveInterval", lambda v: v.isdigit() and int(v) > 0, "set"),
+    "clientalivecountmax": ("ClientAliveCountMax", lambda v: v.isdigit() and int(v) > 0, "set"),
+}
+SSH_SETTINGS = tuple(SSH_RULES)
 OUTSIDE_ADMIN = "192.0.2.10"  # TEST-NET-1: an address no campus network holds (never contacted)
 
 
@@ -107,23 +124,31 @@ def test_CP_ACC_02_no_root_or_password_ssh_login(
             key, value = line.lower().split(None, 1)
             blocks[current][key] = value
     found: dict[str, list[str]] = {}
-    names = {
-        "permitrootlogin": "PermitRootLogin",
-        "passwordauthentication": "PasswordAuthentication",
-        "kbdinteractiveauthentication": "KbdInteractiveAuthentication",
-        "permitemptypasswords": "PermitEmptyPasswords",
-    }
     for c in connections:
         settings = blocks.get(c, {})
         if codes.get(c) != "0" or set(settings) != set(SSH_SETTINGS):
             probe_failed(f"sshd -T -C {c} did not print its settings (exit {codes.get(c)})")
         user, addr = c.split(",")[0][5:], c.split("addr=")[1]
-        for key, name in names.items():
+        for key, (name, allowed, wanted) in SSH_RULES.items():
             if key == "permitrootlogin" and user != "root":
                 continue
-            if settings[key] != "no":
-                found.setdefault(f"{name} is {settings[key]}", []).append(f"{user}@{addr}")
+            if not allowed(settings[key]):
+                what = f"{name} is {settings[key]}, not {wanted}"
+                if key in ("permitrootlogin", "passwordauthentication"):
+                    what = f"{name} is {settings[key]}"
+                found.setdefault(what, []).append(f"{user}@{addr}")
+        interval, count = settings["clientaliveinterval"], settings["clientalivecountmax"]
+        idle = int(interval) * int(count) if interval.isdigit() and count.isdigit() else 0
+        if idle > IDLE_SECONDS:
+            what = f"an idle SSH session lasts {idle} s, more than {IDLE_SECONDS}"
+            found.setdefault(what, []).append(f"{user}@{addr}")
     problems = [f"{what} (for {', '.join(who)})" for what, who in found.items()]
+    # Its settings are not for other users to read (the baseline's 0600).
+    mode = evidence.run("stat -c '%a %U' /etc/ssh/sshd_config")
+    if mode.rc != 0:
+        probe_failed(f"stat could not read /etc/ssh/sshd_config's mode (exit {mode.rc})")
+    if mode.stdout.strip() != "600 root":
+        problems.append(f"/etc/ssh/sshd_config is {mode.stdout.strip()}, not 600 root")
     assert not problems, "; ".join(problems)
 
 

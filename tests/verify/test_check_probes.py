@@ -7,6 +7,7 @@ what its commands print and return: a probe that could not run is an error (pyte
 
 from __future__ import annotations
 
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,7 @@ class Shell:
 
     def run(self, command: str) -> Ran:
         env = {"PATH": f"{self.tools}:/usr/bin:/bin:/usr/sbin:/sbin"}
+        env |= {k: v for k, v in os.environ.items() if k in ("TUNNEL", "ALIVE", "MODE", "PW")}
         p = subprocess.run(["sh", "-c", command], capture_output=True, text=True, env=env,
                            timeout=30, check=False)  # fmt: skip
         return Ran(p.stdout, p.stderr, p.returncode)
@@ -64,7 +66,16 @@ case "$3" in *user=root,*addr=10.21.0.1*) root=yes ;; esac
 case "$3" in *user=kim-analyst,*) pw=${PW:-no} ;; esac
 printf 'port 22\\npermitrootlogin %s\\npasswordauthentication %s\\n' "$root" "$pw"
 printf 'kbdinteractiveauthentication no\\npermitemptypasswords no\\n'
+printf 'loglevel VERBOSE\\nmaxauthtries 3\\nmaxsessions 4\\ncompression no\\n'
+printf 'tcpkeepalive no\\nallowtcpforwarding no\\nx11forwarding no\\n'
+printf 'permittunnel %s\\nclientaliveinterval %s\\nclientalivecountmax 2\\n' \\
+  "${TUNNEL:-no}" "${ALIVE:-300}"
 """
+
+
+@pytest.fixture(autouse=True)
+def _sshd_config_mode(tools: Path) -> None:
+    tool(tools, "stat", 'echo "${MODE:-600} root"\n')
 
 
 def test_acc_02_finds_a_match_block_that_lets_root_in_from_the_admin_network(tools: Path) -> None:
@@ -248,3 +259,20 @@ def test_acc_03_still_names_a_grant_to_someone_else(tools: Path) -> None:
     )
     with pytest.raises(AssertionError, match="sudoers grants to kim-analyst"):
         test_acc.test_CP_ACC_03_sudo_is_for_admins_only(None, HOSTVARS, Evidence(Shell(tools)))
+
+
+def test_acc_02_holds_sshd_to_the_baseline_too(
+    tools: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tool(tools, "sshd", SSHD.replace("root=yes", "root=no"))
+    monkeypatch.setenv("TUNNEL", "yes")
+    monkeypatch.setenv("ALIVE", "600")
+    monkeypatch.setenv("MODE", "644")
+    with pytest.raises(AssertionError) as failed:
+        test_acc.test_CP_ACC_02_no_root_or_password_ssh_login(
+            None, HOSTVARS, Evidence(Shell(tools))
+        )
+    said = str(failed.value).splitlines()[0]
+    assert "PermitTunnel is yes, not no (for root@10.21.0.1" in said
+    assert "an idle SSH session lasts 1200 s, more than 900" in said
+    assert "/etc/ssh/sshd_config is 644 root, not 600 root" in said
