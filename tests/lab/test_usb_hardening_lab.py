@@ -287,3 +287,19 @@ class TestVm:
         print(f"VM second run: {run.seconds:.0f} s")
         assert _changed(run) == {VM: 0}, _changed_tasks(run)
         assert lab.sh(VM, "cat /proc/sys/kernel/random/boot_id") == boot
+
+    def test_without_lsinitramfs_usb_01_is_an_error_not_a_pass(
+        self, lab: Lab, tmp_path: Path
+    ) -> None:
+        """The locked-down VM passes USB-01; with its initramfs probe gone it must not."""
+        lab.sh(
+            VM,
+            "command -v lsinitramfs > /root/lsinitramfs.path && "
+            'mv "$(cat /root/lsinitramfs.path)" /root/lsinitramfs.hidden',
+        )
+        try:
+            hidden = lab.statuses(tmp_path, (VM,))
+        finally:
+            lab.sh(VM, 'mv /root/lsinitramfs.hidden "$(cat /root/lsinitramfs.path)"')
+        assert hidden[(VM, "CP-USB-01")] == "error", hidden
+        assert lab.statuses(tmp_path, (VM,))[(VM, "CP-USB-01")] == "pass"
