@@ -44,11 +44,15 @@ class Evidence:
         A command that never reached the host (ssh itself failed: exit 255 with ssh's own
         words) ends the check as an error: its empty output is no finding.
         """
-        result = self.host.run(command)
+        try:
+            result = self.host.run(command)
+        except RuntimeError as exc:  # testinfra's ssh backend raises on ssh's own exit 255
+            said = str(exc).replace("\\r\\n", "\n").replace("\\n", "\n")
+            if not _SSH_FAILED.search(said):
+                raise
+            self._ssh_failed(command, said)
         if result.rc == 255 and _SSH_FAILED.search(result.stderr):
-            why = next(ln for ln in result.stderr.splitlines() if _SSH_FAILED.search(ln))
-            self.lines.append(f"$ {command}\n{result.stderr.strip()}\n(exit 255)")
-            probe_failed(f"ssh could not run the probe on the host: {why.strip()}")
+            self._ssh_failed(command, result.stderr)
         out = (result.stdout + result.stderr).strip()
         if len(out) > EVIDENCE_LIMIT:
             out = out[:EVIDENCE_LIMIT] + f"\n... ({len(out) - EVIDENCE_LIMIT} more characters)"
@@ -56,6 +60,11 @@ class Evidence:
             f"$ {command}\n{out}\n(exit {result.rc})" if out else f"$ {command}\n(exit {result.rc})"
         )
         return result
+
+    def _ssh_failed(self, command: str, said: str) -> None:
+        found = _SSH_FAILED.search(said)
+        self.lines.append(f"$ {command}\n{said.strip()[-EVIDENCE_LIMIT:]}\n(exit 255)")
+        probe_failed(f"ssh could not run the probe on the host: {found[0] if found else said}")
 
     def run_on(self, other: Any, name: str, command: str) -> Any:
         """Run ``command`` on another host (a log host, say), recorded as done there."""

@@ -14,7 +14,6 @@ from campus_provision.checks.nft import inbound_problems
 from campus_provision.shell import ip_address
 
 OUTSIDE_PORTS = (80, 443, 53, 22)
-OUTSIDE_UDP_PORTS = (53, 123, 443)  # DNS, NTP and QUIC: the ways out that are not TCP
 PEER_PROBES = (("tcp", 22), ("icmp", 0))  # every PC listens on 22: the lateral door to try
 CONNECT_SECONDS = 3
 
@@ -103,7 +102,6 @@ def test_CP_NET_01_outbound_denied_by_default(
     campus = _campus_services(hostvars)
     outside: list[Probe] = [
         *(("tcp", probe_address, p) for p in OUTSIDE_PORTS),
-        *(("udp", probe_address, p) for p in OUTSIDE_UDP_PORTS),
         ("icmp", probe_address, 0),
     ]
     lateral: list[Probe] = [(proto, ip, port) for _, ip in peers for proto, port in PEER_PROBES]

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from campus_provision.hostkeys import ssh_options
 from campus_provision.keys.volumes import KEYFILE_BYTES, VolumeKeystore
 from campus_provision.lab import control
 from campus_provision.lab.plan import LabHost
@@ -99,7 +100,9 @@ def backend(pc: Pc, connection: Connection | None = None) -> SshBackend:
 
 def test_the_inventory_connection_is_the_labs(pc: Pc) -> None:
     assert pc.connection.address == str(pc.host.address.ip)
-    assert pc.connection.ssh_args == ("-F", str(pc.paths.ssh_config))
+    # Known by its key in the lab inventory's known_hosts, then the lab's ssh config.
+    assert pc.connection.ssh_args == (*ssh_options(pc.paths.inventory / "hosts.yml"),
+                                      "-F", str(pc.paths.ssh_config))  # fmt: skip
     assert not pc.connection.become
 
 
