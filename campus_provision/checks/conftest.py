@@ -133,15 +133,12 @@ def peers(
         return []
     runner = AnsibleRunner.get_runner(inventory)
     me = host.backend.get_pytest_id().split("://")[-1]
-    others = [h for h in sorted(runner.get_hosts("workstations")) if h != me]
     site = hostvars.get("campus_site")
-    found = []
-    for name in others:
-        variables = runner.get_variables(name)
-        if variables.get("ansible_host"):
-            found.append(
-                (variables.get("campus_site") == site, name, str(variables["ansible_host"]))
-            )
+    found = [
+        (runner.get_variables(name).get("campus_site") == site, name, address)
+        for name, address in _addresses(runner, "workstations").items()
+        if name != me
+    ]
     found.sort(key=lambda f: not f[0])
     return [(name, ip) for _, name, ip in found[:PEERS]]
 
@@ -161,11 +158,20 @@ def log_hosts(
         return {}
     runner = AnsibleRunner.get_runner(inventory)
     found = {}
-    for name in sorted(runner.get_hosts("all")):
-        address = str(runner.get_variables(name).get("ansible_host", ""))
+    for name, address in _addresses(runner, "all").items():
         if address in wanted and address not in found:
             found[address] = (name, runner.get_host(name))
     return found
+
+
+def _addresses(runner: Any, pattern: str) -> dict[str, str]:
+    """Host name → ``ansible_host`` for the inventory hosts of ``pattern`` that have one."""
+    out = {}
+    for name in sorted(runner.get_hosts(pattern)):
+        address = runner.get_variables(name).get("ansible_host")
+        if address:
+            out[name] = str(address)
+    return out
 
 
 def family_enabled(hostvars: dict[str, Any], family: str) -> None:

@@ -28,8 +28,6 @@ def _probe_states(evidence: Evidence, probes: list[Probe]) -> dict[Probe, str]:
     costs one timeout, not one per port. Each prints its exit code:
 
     - tcp (bash ``/dev/tcp`` under ``timeout``): 0 connected; 1 refused, 124 timed out;
-    - udp (``/dev/udp``, a datagram out and one read back): 0 answered; 1 refused,
-      124 or 142 (the read timed out) no answer;
     - icmp (``ping``): 0 answered; 1 no reply, 2 refused on the way out.
 
     Anything else (126/127: no ``bash``, ``timeout`` or ``ping``) is an ``error``, and so
@@ -37,11 +35,9 @@ def _probe_states(evidence: Evidence, probes: list[Probe]) -> dict[Probe, str]:
     """
     if not probes:
         return {}
-    closed = {"tcp": ("1", "124"), "udp": ("1", "124", "142"), "icmp": ("1", "2")}
+    closed = {"tcp": ("1", "124"), "icmp": ("1", "2")}
     commands = {
         "tcp": "timeout {t} bash -c 'exec 3<>/dev/tcp/{a}/{p}' 2>/dev/null",
-        "udp": "timeout {t} bash -c 'exec 3<>/dev/udp/{a}/{p} && echo campus-probe >&3 "
-        "&& read -r -t {t} line <&3' 2>/dev/null",
         "icmp": "ping -c 1 -W {t} {a} >/dev/null 2>&1",
     }
     for _, address, _ in probes:

@@ -176,7 +176,7 @@ def test_pkg_01_a_global_key_other_than_the_campus_key_fails(tmp_path: Path) -> 
 
 
 def test_net_01_tries_the_other_pcs_too(tools: Path) -> None:
-    opens = "*tcp/127.0.0.1/9*|*udp/127.0.0.2/123*|*tcp/127.0.0.3/22*"
+    opens = "*tcp/127.0.0.1/9*|*tcp/127.0.0.3/22*"
     tool(tools, "timeout", f'case "$*" in {opens}) exit 0 ;; esac; exit 124\n')
     tool(tools, "ping", 'case "$*" in *127.0.0.1*) exit 0 ;; esac; exit 1\n')
     with pytest.raises(AssertionError) as failed:
