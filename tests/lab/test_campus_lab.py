@@ -1,16 +1,23 @@
 """The example campus's lab slice, locked down end to end with the commands IT staff run.
 
-One lab (prefix ``cpx``) from the example spec as it is (the full analyst profile): one
-nspawn PC per site, both sites' mirrors, log hosts, NTP/DNS hosts and the licence server.
+One lab (prefix ``cpx``) from the example spec with small software profiles (R and pandas:
+the lockdown is the subject here; the full analyst profile is what ``make demo`` installs):
+one nspawn PC per site, both sites' mirrors, log hosts, NTP/DNS hosts and the licence server.
 The tests run in file order, like an operator would:
 
-1. ``verify`` on the bare PCs fails, and says why (the checks can fail);
-2. ``provision --lab`` (site.yml: mirrors, services, workstations) succeeds on every host;
+1. ``verify`` on the bare PCs fails, and says why (the checks can fail), LOG-01 and TIME-01
+   included;
+2. ``provision --lab`` (site.yml: mirrors, services, workstations) succeeds on every host,
+   and says why auditd is left alone on a container;
 3. ``verify`` passes every control a container can prove; those that need a kernel of the
-   PC's own (USB-01, AUD-01, VOL-*) are "not applicable", never "pass"; the evidence is
-   signed and ``report verify`` accepts it;
-4. a second ``provision`` changes nothing on any host;
-5. no secret of the lab's keystore (its passphrase, the evidence-signing key, the archive
+   PC's own (USB-01, AUD-01, VOL-*, TIME-01's clock) are "not applicable", never "pass"; the
+   evidence is signed and ``report verify`` accepts it;
+4. a second ``provision`` changes nothing on any host, nor does a ``--check`` run of
+   the audit role (auditd, log forwarding, time) on the PCs;
+5. a probe that cannot run is an error; a Match block that lets root in fails ACC-02;
+6. a line logged on each PC reaches its site's log host, one logged while the log host is
+   down arrives later (and LOG-01 fails meanwhile); the PCs follow their site's NTP server;
+7. no secret of the lab's keystore (its passphrase, the evidence-signing key, the archive
    key) is in anything the runs left behind: run directories, evidence, inventories, the
    commands' output, the logs and files the runs wrote on the PCs and the mirrors, and the
    ``ps`` snapshots taken every half second from before the bundle was built to the end.
@@ -20,8 +27,10 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,8 +42,7 @@ from campus_provision.lab.control import UpResult
 from campus_provision.lab.plan import ADMIN_SUBNET
 from campus_provision.lab.state import LabPaths
 from campus_provision.verify.results import RunResults
-from tests.conftest import EXAMPLE
-from tests.lab.conftest import VENV_BIN, lab_paths, require_lab
+from tests.lab.conftest import VENV_BIN, lab_paths, require_lab, small_spec
 from tests.leaks import PsSampler, keys_dir_secrets, scan_files
 
 pytestmark = pytest.mark.lab
@@ -45,6 +53,11 @@ KERNEL_CONTROLS = {"CP-USB-01", "CP-AUD-01", "CP-VOL-01", "CP-VOL-02", "CP-VOL-0
 PROVISION_TIMEOUT = 2400
 # What the runs write on a host, under its overlay's upper directory (the rest is the image).
 HOST_WRITES = ("etc", "root", "home", "tmp", "var/log", "var/tmp", "var/lib/campus")
+# Each PC's site log host and NTP server.
+LOG_HOSTS = {"sgm-a01": "sgm-log", "gp-l1-01": "gp-log"}
+NTP_HOSTS = {"sgm-a01": "sgm-infra", "gp-l1-01": "gp-infra"}
+LOG_DIR = "/var/log/campus"
+WAIT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,7 @@ class Lab:
     result: UpResult
     work: Path
     ps: PsSampler
+    spec: Path
 
     def cli(self, *args: str | Path, timeout: float = 900) -> subprocess.CompletedProcess[str]:
         keys = self.paths.state_dir / "keys"
@@ -70,16 +84,26 @@ class Lab:
         )
         return run
 
+    def ssh(self, name: str, command: str) -> subprocess.CompletedProcess[str]:
+        return control.run_on(self.paths, self.result.plan.host(name), command)
+
+    def run(self, command: str, on: str) -> str:
+        out = self.ssh(on, command)
+        assert out.returncode == 0, f"{on}: {command}: {out.stdout}{out.stderr}"
+        return out.stdout
+
     def verify(self, out: Path) -> tuple[subprocess.CompletedProcess[str], RunResults]:
         keys = self.paths.state_dir / "keys"
-        run = self.cli("verify", EXAMPLE, "--lab", "--prefix", self.paths.prefix, "--out", out,
+        run = self.cli("verify", self.spec, "--lab", "--prefix", self.paths.prefix, "--out", out,
                        "--passphrase-file", keys / "passphrase")  # fmt: skip
         results = RunResults.from_json((out / "results.json").read_text(encoding="utf-8"))
         return run, results
 
-    def provision(self, run_dir: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-        run = self.cli("provision", EXAMPLE, "--lab", "--prefix", self.paths.prefix,
-                       "--run-dir", run_dir, timeout=PROVISION_TIMEOUT)  # fmt: skip
+    def provision(
+        self, run_dir: Path, *options: str
+    ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+        run = self.cli("provision", self.spec, "--lab", "--prefix", self.paths.prefix,
+                       "--run-dir", run_dir, *options, timeout=PROVISION_TIMEOUT)  # fmt: skip
         summary: dict[str, Any] = json.loads((run_dir / "summary.json").read_text())
         return run, summary
 
@@ -91,8 +115,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     control.down(paths)
     sampler = PsSampler().start()  # from before the bundle is built (gpg, the archive key)
     try:
-        result = control.up(EXAMPLE, paths, per_site=1, mirror=True, progress=print)
-        yield Lab(paths, result, tmp_path_factory.mktemp("campus"), sampler)
+        spec = small_spec(tmp_path_factory.mktemp("spec"))
+        result = control.up(spec, paths, per_site=1, mirror=True, progress=print)
+        yield Lab(paths, result, tmp_path_factory.mktemp("campus"), sampler, spec)
     finally:
         sampler.stop()
         control.down(paths)
@@ -109,7 +134,7 @@ def test_bare_pcs_fail_verify_and_say_why(lab: Lab) -> None:
     assert set(results.hosts) == set(PCS)
     status = by_control(results)
     for pc in PCS:
-        for control_id in ("CP-NET-01", "CP-PKG-01", "CP-ACC-02"):
+        for control_id in ("CP-NET-01", "CP-PKG-01", "CP-ACC-02", "CP-LOG-01", "CP-TIME-01"):
             assert status[(pc, control_id)] == "fail", (pc, control_id)
     why = {(r.host, r.control): r.message for r in results.results}
     assert "reachable" in why[("sgm-a01", "CP-NET-01")]
@@ -128,6 +153,13 @@ def test_provision_locks_down_every_host(lab: Lab) -> None:
     assert all(h["failed"] == 0 and h["unreachable"] == 0 for h in hosts.values()), hosts
     assert all(hosts[pc]["changed"] > 0 for pc in PCS)
     assert "OK:" in text and all(pc in text for pc in PCS)
+    # The run says why auditd is left alone on a container, and its unit is skipped there
+    # by its condition, not failed.
+    log = (lab.work / "first" / "ansible.log").read_text(encoding="utf-8")
+    assert all(f"not applicable: {pc} is a container" in log for pc in PCS)
+    for pc in PCS:
+        unit = lab.run("systemctl show -p ActiveState -p ConditionResult auditd.service", on=pc)
+        assert sorted(unit.split()) == ["ActiveState=inactive", "ConditionResult=no"], unit
 
 
 def test_verify_passes_all_a_container_can_prove(lab: Lab) -> None:
@@ -150,6 +182,13 @@ def test_verify_passes_all_a_container_can_prove(lab: Lab) -> None:
 
 def test_second_provision_changes_nothing(lab: Lab) -> None:
     run, summary = lab.provision(lab.work / "second")
+    assert run.returncode == 0, run.stdout + run.stderr
+    changed = {h["host"]: h["changed"] for h in summary["hosts"]}
+    assert changed and set(changed.values()) == {0}, changed
+    # Check mode predicts no change either: the audit, log and time role on the PCs (the
+    # other roles' check runs are their own lab tests'; a whole-site one costs minutes).
+    run, summary = lab.provision(lab.work / "check", "--check", "--tags", "campus_audit",
+                                 "--limit", ",".join(PCS))  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr
     changed = {h["host"]: h["changed"] for h in summary["hosts"]}
     assert changed and set(changed.values()) == {0}, changed
@@ -177,7 +216,7 @@ def test_a_probe_that_cannot_run_is_an_error_and_a_match_block_is_seen(lab: Lab)
     try:
         out = lab.work / "no-probes"
         keys = lab.paths.state_dir / "keys"
-        run = lab.cli("verify", EXAMPLE, "--lab", "--prefix", lab.paths.prefix, "--out", out,
+        run = lab.cli("verify", lab.spec, "--lab", "--prefix", lab.paths.prefix, "--out", out,
                       "--limit", pc.name, "--controls", ",".join([*PROBES, "CP-ACC-02"]),
                       "--passphrase-file", keys / "passphrase")  # fmt: skip
     finally:
@@ -196,6 +235,77 @@ def test_a_probe_that_cannot_run_is_an_error_and_a_match_block_is_seen(lab: Lab)
     assert got["CP-ACC-02"][0] == "fail", got["CP-ACC-02"]
     first = next(ADMIN_SUBNET.hosts())
     assert f"PermitRootLogin is yes (for root@{first}" in got["CP-ACC-02"][1]
+
+
+def wait_for(probe: Callable[[], bool], seconds: float = WAIT_SECONDS) -> float:
+    """Poll ``probe`` until it holds; the seconds it took, or fail after ``seconds``."""
+    started = time.monotonic()
+    while not probe():
+        if time.monotonic() - started > seconds:
+            pytest.fail(f"still not there after {seconds:.0f} s")
+        time.sleep(1)
+    return time.monotonic() - started
+
+
+def arrived(lab: Lab, pc: str, token: str) -> Callable[[], bool]:
+    def probe() -> bool:
+        out = lab.ssh(LOG_HOSTS[pc], f"grep -c -- {token} {LOG_DIR}/{pc}.log")
+        return out.stdout.strip() not in ("", "0")
+
+    return probe
+
+
+def test_a_line_logged_on_each_pc_reaches_its_log_host(lab: Lab) -> None:
+    for pc, log_host in LOG_HOSTS.items():
+        token = f"campus-test-{secrets.token_hex(8)}"
+        lab.run(f"logger -t campus-test {token}", on=pc)
+        took = wait_for(arrived(lab, pc, token))
+        print(f"{pc} -> {log_host}: {took:.1f} s")
+        listing = lab.run(f"stat -c '%a %U:%G %n' {LOG_DIR} {LOG_DIR}/*.log", on=log_host)
+        assert listing.split("\n")[0] == f"750 root:adm {LOG_DIR}", listing
+        # Remote lines go to the per-host files only, not into the log host's own syslog.
+        assert lab.run("grep -c campus-test- /var/log/syslog || true", on=log_host).strip() == "0"
+
+
+def test_lines_logged_while_the_log_host_is_down_arrive_later(lab: Lab) -> None:
+    pc = PCS[0]
+    log_host = LOG_HOSTS[pc]
+    lab.run("systemctl stop rsyslog.service syslog.socket", on=log_host)
+    token = f"campus-outage-{secrets.token_hex(8)}"
+    try:
+        lab.run(f"logger -t campus-test {token}", on=pc)
+        time.sleep(3)
+        assert not arrived(lab, pc, token)()
+        # The configuration is right, the delivery is not: LOG-01 looks, and fails.
+        keys = lab.paths.state_dir / "keys"
+        out = lab.work / "log-host-down"
+        run = lab.cli("verify", lab.spec, "--lab", "--prefix", lab.paths.prefix, "--out", out,
+                      "--limit", pc, "--controls", "CP-LOG-01",
+                      "--passphrase-file", keys / "passphrase")  # fmt: skip
+        assert run.returncode == 1, run.stdout + run.stderr
+        results = RunResults.from_json((out / "results.json").read_text(encoding="utf-8"))
+        assert by_control(results) == {(pc, "CP-LOG-01"): "fail"}
+    finally:
+        lab.run("systemctl start rsyslog.service", on=log_host)
+    took = wait_for(arrived(lab, pc, token))
+    print(f"{pc} -> {log_host} after the outage: {took:.1f} s")
+
+
+def test_pcs_follow_their_sites_ntp_server(lab: Lab) -> None:
+    for pc, ntp_host in NTP_HOSTS.items():
+        server = str(lab.result.plan.host(ntp_host).address.ip)
+        config = lab.run(
+            "grep -E '^(server|pool|sourcedir|confdir)' /etc/chrony/chrony.conf", on=pc
+        )
+        assert config.splitlines() == [f"server {server} iburst"]
+
+        def selected(pc: str = pc, server: str = server) -> bool:
+            sources = lab.ssh(pc, "chronyc -n sources").stdout
+            return f"^* {server}" in sources
+
+        wait_for(selected)
+        clients = lab.run("chronyc -n clients", on=ntp_host)
+        assert str(lab.result.plan.host(pc).address.ip) in clients, clients
 
 
 def test_no_secret_is_in_anything_the_runs_left_behind(lab: Lab) -> None:
