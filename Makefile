@@ -61,9 +61,9 @@ test: setup lab-deps
 
 test-lab: setup
 	@export PATH="$(CURDIR)/$(BIN):$$PATH"; rcfile=$$(mktemp /tmp/campus-vm-tests.XXXXXX); \
-	{ $(BIN)/pytest -p no:cacheprovider -m "lab and vm and not vm_short" -v --durations=12 \
+	{ $(BIN)/pytest -p no:cacheprovider -m "lab and vm and not vm_short" -v --durations=30 \
 	    $(PYTEST_ARGS) 2>&1; echo $$? >$$rcfile; } | sed -u 's/^/[vm] /' & vm=$$!; \
-	$(BIN)/pytest -m "lab and (not vm or vm_short)" -v --durations=12 $(PYTEST_ARGS); rc=$$?; \
+	$(BIN)/pytest -m "lab and (not vm or vm_short)" -v --durations=30 $(PYTEST_ARGS); rc=$$?; \
 	wait $$vm; vmrc=$$(cat $$rcfile); rm -f $$rcfile; \
 	echo "lab tests: containers exit $$rc, VMs exit $$vmrc"; \
 	[ $$rc -eq 0 ] && [ "$$vmrc" = 0 ]

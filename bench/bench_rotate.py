@@ -40,7 +40,7 @@ from campus_provision.provision.runner import run_playbook  # noqa: E402
 from campus_provision.volumes.backend import Pbkdf, find_cryptsetup  # noqa: E402
 from campus_provision.volumes.fleet import load_fleet  # noqa: E402
 from tests.lab.conftest import small_spec  # noqa: E402
-from tests.lab.test_volume_lab import LAB_VARS, PLAY  # noqa: E402
+from tests.lab.volume_vm import LAB_VARS, PLAY  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 ROLE_DEFAULT = Pbkdf()

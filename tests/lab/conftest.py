@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -18,6 +19,9 @@ from campus_provision.lab.state import LabPaths, state_dir_from_env
 from campus_provision.provision.events import parse_event
 from campus_provision.provision.runner import RunResult
 from tests.conftest import EXAMPLE
+
+if TYPE_CHECKING:
+    from tests.lab.volume_vm import VolumeVm
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -69,6 +73,14 @@ def vm_lab() -> Iterator[tuple[LabPaths, UpResult]]:
     finally:
         control.down(paths)
         assert control.leftovers(paths) == []
+
+
+@pytest.fixture(scope="session")
+def volume_vm_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VolumeVm]:
+    """The QEMU PC the volume modules share (see tests/lab/volume_vm.py)."""
+    from tests.lab.volume_vm import volume_vm  # noqa: PLC0415 - it imports this module
+
+    yield from volume_vm(tmp_path_factory)
 
 
 SMALL_PROFILES = """software_profiles:

@@ -1,89 +1,73 @@
 """campus_data_volume on a QEMU lab PC: LUKS2 dataset volumes that unlock and mount at boot.
 
-One VM for the whole module (Sangam's first PC: three restricted datasets on its 512 MiB
-data disk; dm-crypt needs a kernel of its own, so no container can show this). The VOL
-checks fail on it first; then campus_apt_client, the analysts' groups and
-campus_data_volume, with the keys made in a keystore of the test's own, create the volumes;
-a file written to one survives a reboot; the checks pass; no key is in anything the runs
-left behind; a second run changes nothing; and a keystore whose current key the volume does
-not know makes the role fail loudly, leaving the volume and its data as they were.
-
-The lab's overrides: argon2id with 32 MiB and a fixed time cost of 4 (no benchmark), so a
-volume is made in seconds under TCG in a 768 MiB VM, and partitions shrunk to fit the data
-disk (the datasets are 220 GiB on paper).
+The session's volume VM (tests/lab/volume_vm.py: Sangam's first PC, three restricted
+datasets on its 512 MiB data disk; dm-crypt needs a kernel of its own, so no container can
+show this), before ``test_volume_lab_rotate`` uses it. The VOL checks fail on it first;
+then campus_apt_client, the analysts' groups and campus_data_volume, with the keys made in
+a keystore of the test's own, create the volumes; a file written to one survives a reboot;
+the checks pass; no key is in anything the runs left behind; a second run changes nothing;
+and a keystore whose current key the volume does not know makes the role fail loudly,
+leaving the volume and its data as they were.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from subprocess import CompletedProcess
 from typing import Any
 
 import pytest
-import yaml
 
 from campus_provision.keys.volumes import VolumeKeystore, volume_id
 from campus_provision.lab import control
 from campus_provision.lab.control import UpResult
 from campus_provision.lab.plan import LabHost
-from campus_provision.lab.state import LabPaths, read_record
-from campus_provision.provision.runner import TIMINGS_FILE, RunResult, run_playbook
+from campus_provision.lab.state import LabPaths
+from campus_provision.provision.runner import TIMINGS_FILE, RunResult
 from campus_provision.verify.runner import Target, run_checks
-from tests.lab.conftest import lab_paths, require_lab, small_spec
+from tests.lab.volume_vm import BOOT_SECONDS, VM, VolumeVm
 
 pytestmark = [pytest.mark.lab, pytest.mark.vm]
-VM = "sgm-a01"
-VM_GROUP = "wsg_sgm_analysis_a"  # its workstation group in the rendered inventory
 CONTROLS = ("CP-VOL-01", "CP-VOL-02", "CP-VOL-03")
 ROLE = "campus_data_volume"  # as a tag: the role alone
 ROOT = "/srv/datasets"
 KEY_DIR = "/etc/cryptsetup-keys.d"
 SAMPLE = "sample.bin"
-BOOT_SECONDS = 300
-LAB_VARS = {
-    "campus_data_volume_pbkdf_memory": 32768,
-    "campus_data_volume_pbkdf_force_iterations": 4,
-    "campus_data_volume_shrink_to_fit": True,
-}
-PLAY = [
-    {
-        "name": "campus_data_volume under test",
-        "hosts": "workstations",
-        "gather_facts": False,
-        # The analysts' groups as campus_accounts' first task makes them (the rest of that
-        # role, root login off included, is its own lab test's business).
-        "pre_tasks": [
-            {
-                "name": "Create a group per analyst group of the spec",
-                "ansible.builtin.group": {"name": "{{ item }}", "state": "present"},
-                "loop": "{{ campus_analyst_groups | list }}",
-            }
-        ],
-        "roles": ["campus_apt_client", "campus_data_volume"],
-    }
-]
 
 
 @dataclass
 class Lab:
-    paths: LabPaths
-    result: UpResult
-    tmp: Path
-    extra: dict[str, Any]
-    keystore: VolumeKeystore
-    datasets: list[dict[str, Any]]
+    vm: VolumeVm
     sample_sha256: dict[str, str] = field(default_factory=dict)
 
     @property
+    def paths(self) -> LabPaths:
+        return self.vm.paths
+
+    @property
+    def result(self) -> UpResult:
+        return self.vm.result
+
+    @property
+    def tmp(self) -> Path:
+        return self.vm.runs
+
+    @property
+    def keystore(self) -> VolumeKeystore:
+        return self.vm.keystore
+
+    @property
+    def datasets(self) -> list[dict[str, Any]]:
+        return self.vm.datasets
+
+    @property
     def host(self) -> LabHost:
-        return self.result.plan.host(VM)
+        return self.vm.host
 
     def ssh(self, command: str, timeout: float = 300) -> CompletedProcess[str]:
         # Root's own SSH: nothing here turns root login off.
@@ -97,20 +81,13 @@ class Lab:
         return out.stdout
 
     def play(self, *, tags: str | None = None, check: bool = False) -> RunResult:
-        playbook = self.tmp / "volumes-under-test.yml"
-        playbook.write_text(yaml.safe_dump(PLAY, sort_keys=False), encoding="utf-8")
-        run = run_playbook(
-            playbook, self.paths.inventory / "hosts.yml",
-            self.tmp / f"run-{len(list(self.tmp.glob('run-*')))}",
-            limit=VM, tags=tags, check=check, diff=check, extra_vars=self.extra,
-        )  # fmt: skip
-        print(f"playbook{' --check' if check else ''} (tags {tags}): {run.seconds:.0f} s")
-        return run
+        return self.vm.play(tags=tags, check=check)
 
     def statuses(self) -> dict[tuple[str, str], str]:
         target = Target(inventory=self.paths.inventory / "hosts.yml",
                         campus=self.result.plan.campus, spec_sha256="0" * 64, limit=VM,
                         controls=CONTROLS, workers=1)  # fmt: skip
+        self.tmp.mkdir(exist_ok=True)
         junit = self.tmp / f"junit-{len(list(self.tmp.glob('junit-*')))}.xml"
         return {(r.host, r.control): r.status for r in run_checks(target, junit).results}
 
@@ -152,43 +129,9 @@ def _changed_tasks(run: RunResult) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    require_lab()
-    tmp = tmp_path_factory.mktemp("cpj")
-    paths = lab_paths("cpj")
-    control.down(paths)
-    started = time.monotonic()
-    saved = {k: os.environ.get(k) for k in ("CAMPUS_KEYS_DIR", "CAMPUS_KEYSTORE_PASSPHRASE_FILE")}
-    try:
-        result = control.up(small_spec(tmp), paths, per_site=1, driver="qemu",
-                            sites=["sangam"], mirror=True, progress=print)  # fmt: skip
-        print(f"lab cpj up in {time.monotonic() - started:.0f} s")
-        record = read_record(paths) or {}
-        group_vars = paths.inventory / "group_vars" / f"{VM_GROUP}.yml"
-        datasets = yaml.safe_load(group_vars.read_text(encoding="utf-8"))["campus_host_datasets"]
-        # A keystore of the test's own, found by the lookup through the environment that
-        # ansible-playbook inherits, as an operator's run finds theirs.
-        passphrase = tmp / "keystore-passphrase"
-        passphrase.write_text("lab volume keystore passphrase, not a secret", encoding="utf-8")
-        passphrase.chmod(0o600)
-        keystore = VolumeKeystore(tmp / "keys", passphrase.read_text(encoding="utf-8"))
-        for ds in datasets:
-            keystore.create(volume_id(VM, ds["id"]))
-        os.environ["CAMPUS_KEYS_DIR"] = str(tmp / "keys")
-        os.environ["CAMPUS_KEYSTORE_PASSPHRASE_FILE"] = str(passphrase)
-        runs = tmp / "runs"
-        runs.mkdir()
-        extra = {"campus_bundle_dir": record["bundle"], "campus_signing_pubkey": record["pubkey"],
-                 **LAB_VARS}  # fmt: skip
-        yield Lab(paths, result, runs, extra, keystore, datasets)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        control.down(paths)
-        assert control.leftovers(paths) == []
+def lab(volume_vm_lab: VolumeVm) -> Lab:
+    assert not volume_vm_lab.provisioned, "this module starts from the bare volume VM"
+    return Lab(volume_vm_lab)
 
 
 def test_vol_checks_fail_on_the_unprovisioned_vm(lab: Lab) -> None:
@@ -202,6 +145,7 @@ def test_vol_checks_fail_on_the_unprovisioned_vm(lab: Lab) -> None:
 def test_provisioning_makes_the_volumes_and_leaves_no_key_behind(lab: Lab) -> None:
     run = lab.play()
     assert run.ok(), _failure(run)
+    lab.vm.provisioned = True
     (summary,) = run.hosts
     print(
         f"first run: {run.seconds:.0f} s ({ROLE}: {_role_seconds(run):.0f} s), {summary.changed} changed"

@@ -1,14 +1,17 @@
 """``volumes status | rotate-key | resume`` on a QEMU lab PC, through the real CLI, over SSH.
 
-One VM for the module (lab prefix cpr; Sangam's first PC and its three restricted
-datasets): campus_data_volume makes the volumes (with the lab's cheap KDF) from a keystore
-of the test's own, a sample file goes on one, and then, as an operator would, the CLI:
-status shows the volumes; rotate-key gives one a new key (the old one no longer opens it,
-the new one does, the key file holds it, the data is as it was) and leaves a signed record
-that ``report verify`` accepts; a rotation SIGKILLed after each journaled step in turn is
-finished by ``resume``; after a reboot the volume still unlocks and mounts. Meanwhile the
-process lists of the controller and the VM are sampled, and at the end no key, in any
-spelling, is in them, in the CLI's output, the journals, the records or the inventory.
+The session's volume VM (tests/lab/volume_vm.py: Sangam's first PC and its three
+restricted datasets), as ``test_volume_lab`` left it: its volumes made by
+campus_data_volume (with the lab's cheap KDF) from the test's own keystore, or made here
+when this module runs alone. A sample file goes on one, and then, as an operator would, the
+CLI: status shows the volumes; rotate-key gives one a new key (the old one no longer opens
+it, the new one does, the key file holds it, the data is as it was) and leaves a signed
+record that ``report verify`` accepts; a rotation SIGKILLed after each journaled step in
+turn is finished by ``resume``; after a reboot the volume still unlocks and mounts.
+Meanwhile the process lists of the controller and the VM are sampled, and at the end no
+key, in any spelling, is in them, in the CLI's output, the journals, the records or the
+inventory. The CLI logs in as root (``CAMPUS_ADMIN=root``: this VM has no admin account,
+and probing for one first would cost each command an SSH login under TCG).
 """
 
 from __future__ import annotations
@@ -27,31 +30,28 @@ from subprocess import CompletedProcess
 from typing import Any
 
 import pytest
-import yaml
 
-from campus_provision.keys.signing import init_signing_key
-from campus_provision.keys.volumes import VolumeKeystore, volume_id
+from campus_provision.keys.volumes import VolumeKeystore
 from campus_provision.lab import control
 from campus_provision.lab.control import UpResult
 from campus_provision.lab.plan import LabHost
-from campus_provision.lab.state import LabPaths, read_record
-from campus_provision.provision.runner import run_playbook
+from campus_provision.lab.state import LabPaths
 from campus_provision.volumes.journal import default_journal_dir, volume_dir
+from campus_provision.volumes.lifecycle import unfinished
 from campus_provision.volumes.rotate import STEPS
-from tests.lab.conftest import VENV_BIN, lab_paths, require_lab, small_spec
-from tests.lab.test_volume_lab import LAB_VARS, PLAY, VM, VM_GROUP
+from tests.lab.conftest import VENV_BIN
+from tests.lab.volume_vm import BOOT_SECONDS, PREFIX, VM, VolumeVm
 from tests.leaks import PsSampler, Secret, keys_dir_secrets, scan_bytes, scan_files
 
 pytestmark = [pytest.mark.lab, pytest.mark.vm]
-PREFIX = "cpr"
 DATASET = "card-spending-2025"
 VOLUME = f"{VM}/{DATASET}"
 DEVICE = f"/dev/disk/by-partlabel/{DATASET}"
 KEYFILE = f"/etc/cryptsetup-keys.d/{DATASET}.key"
 SAMPLE = f"/srv/datasets/{DATASET}/sample.bin"
 CLI_SECONDS = 600
-BOOT_SECONDS = 300
 KILL_WAIT_SECONDS = 300
+KILLED_STEPS = [s for s in STEPS if s != "done"]
 VM_PS_SAMPLES = 6000  # the VM's sampler's bound: 6000 × 0.2 s = 20 min
 
 
@@ -66,6 +66,7 @@ class Lab:
     keystore: VolumeKeystore
     datasets: list[dict[str, Any]]
     sampler: PsSampler
+    runs: Path  # the provisioning runs' directories
     sample_sha256: str = ""
     seen_keys: dict[str, bytes] = field(default_factory=dict)
     outputs: int = 0
@@ -141,58 +142,21 @@ class Lab:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    require_lab()
-    tmp = tmp_path_factory.mktemp(PREFIX)
-    paths = lab_paths(PREFIX)
-    control.down(paths)
-    started = time.monotonic()
+def lab(volume_vm_lab: VolumeVm, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    vm = volume_vm_lab
+    tmp = tmp_path_factory.mktemp("rotate")
     sampler = PsSampler(interval=0.2)
-    # TCG boots slowly when other labs load the machine: a generous wait, still bounded.
-    ready = control.READY_SECONDS["qemu"]
-    control.READY_SECONDS["qemu"] = max(ready, BOOT_SECONDS * 3)
     try:
-        spec = small_spec(tmp)
-        result = control.up(spec, paths, per_site=1, driver="qemu", sites=["sangam"],
-                            mirror=True, progress=print)  # fmt: skip
-        print(f"lab {PREFIX} up in {time.monotonic() - started:.0f} s")
-        record = read_record(paths) or {}
-        group_vars = paths.inventory / "group_vars" / f"{VM_GROUP}.yml"
-        datasets = yaml.safe_load(group_vars.read_text(encoding="utf-8"))["campus_host_datasets"]
-        passphrase = tmp / "keystore-passphrase"
-        passphrase.write_text("lab rotation keystore passphrase, not a secret", encoding="utf-8")
-        passphrase.chmod(0o600)
-        keys_dir = tmp / "keys"
-        keystore = VolumeKeystore(keys_dir, passphrase.read_text(encoding="utf-8"))
-        for ds in datasets:
-            keystore.create(volume_id(VM, ds["id"]))
-        init_signing_key(keys_dir, passphrase.read_text(encoding="utf-8"))
-        env = {**os.environ, "CAMPUS_KEYS_DIR": str(keys_dir),
-               "CAMPUS_KEYSTORE_PASSPHRASE_FILE": str(passphrase),
+        t0 = time.monotonic()
+        vm.ensure_provisioned()
+        print(f"volumes ready in {time.monotonic() - t0:.0f} s")
+        env = {**os.environ, "CAMPUS_KEYS_DIR": str(vm.keys_dir),
+               "CAMPUS_KEYSTORE_PASSPHRASE_FILE": str(vm.passphrase_file),
+               "CAMPUS_ADMIN": "root",
                "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}"}  # fmt: skip
         env.pop("CAMPUS_KEYSTORE_PASSPHRASE", None)
-        playbook = tmp / "volumes-under-test.yml"
-        playbook.write_text(yaml.safe_dump(PLAY, sort_keys=False), encoding="utf-8")
-        extra = {"campus_bundle_dir": record["bundle"], "campus_signing_pubkey": record["pubkey"],
-                 **LAB_VARS}  # fmt: skip
-        # The lookup finds the keystore through the environment ansible-playbook inherits.
-        saved = {
-            k: os.environ.get(k) for k in ("CAMPUS_KEYS_DIR", "CAMPUS_KEYSTORE_PASSPHRASE_FILE")
-        }
-        os.environ.update({k: env[k] for k in saved})
-        try:
-            t0 = time.monotonic()
-            run = run_playbook(playbook, paths.inventory / "hosts.yml", tmp / "run-provision",
-                               limit=VM, extra_vars=extra)  # fmt: skip
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-        assert run.ok(), [(h.host, h.failed_task, h.reason) for h in run.hosts]
-        print(f"volumes provisioned in {time.monotonic() - t0:.0f} s")
-        lab = Lab(paths, result, tmp, spec, keys_dir, env, keystore, datasets, sampler)
+        lab = Lab(vm.paths, vm.result, tmp, vm.spec, vm.keys_dir, env, vm.keystore,
+                  vm.datasets, sampler, vm.runs)  # fmt: skip
         lab.sh(f"head -c 1048576 /dev/urandom > {SAMPLE}")
         lab.sample_sha256 = lab.sh(f"sha256sum {SAMPLE}").split()[0]
         # The VM samples its own process list (an ssh per sample would be too slow).
@@ -203,10 +167,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         lab.remember_keys()
         yield lab
     finally:
-        control.READY_SECONDS["qemu"] = ready
         sampler.stop()
-        control.down(paths)
-        assert control.leftovers(paths) == []
 
 
 def test_status_shows_the_volumes(lab: Lab) -> None:
@@ -265,7 +226,7 @@ def _journal_has(journal_dir: Path, step: str, before: set[Path]) -> bool:
     return False
 
 
-@pytest.mark.parametrize("step", [s for s in STEPS if s != "done"])
+@pytest.mark.parametrize("step", KILLED_STEPS)
 def test_a_rotation_killed_after_each_step_is_finished_by_resume(lab: Lab, step: str) -> None:
     journal_dir = default_journal_dir(lab.keys_dir)
     before = set(volume_dir(journal_dir, VOLUME).glob("op-*.jsonl"))
@@ -298,8 +259,13 @@ def test_a_rotation_killed_after_each_step_is_finished_by_resume(lab: Lab, step:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "completed" in done.stdout or "rolled back" in done.stdout, done.stdout
     lab.assert_sound(f"after a kill after {step} and resume")
-    again = lab.cli("resume", str(lab.spec), DATASET, "--lab", "--prefix", PREFIX, "--limit", VM)
-    assert again.returncode == 0 and "nothing to resume" in again.stdout, again.stdout
+    # Nothing is left to resume: every journal of the volume is finished (what resume and
+    # status read); the CLI says so in its own words once, after the last step.
+    assert unfinished(journal_dir, VOLUME) == []
+    if step == KILLED_STEPS[-1]:
+        again = lab.cli("resume", str(lab.spec), DATASET, "--lab", "--prefix", PREFIX,
+                        "--limit", VM)  # fmt: skip
+        assert again.returncode == 0 and "nothing to resume" in again.stdout, again.stdout
 
 
 def test_after_a_reboot_the_volume_unlocks_and_mounts(lab: Lab) -> None:
@@ -335,7 +301,7 @@ def test_no_key_anywhere(lab: Lab) -> None:
                     Secret(f"volume key {key_id} (raw)", base64.b64decode(text)),
                     Secret(f"volume key {key_id} (text, hex)", text.hex().encode())]  # fmt: skip
     assert len(lab.seen_keys) >= 3 + 1 + 6, sorted(lab.seen_keys)
-    roots = [lab.tmp / "cli-output", default_journal_dir(lab.keys_dir), lab.tmp / "run-provision",
+    roots = [lab.tmp / "cli-output", default_journal_dir(lab.keys_dir), lab.runs,
              lab.paths.inventory, *lab.tmp.glob("records-*")]  # fmt: skip
     assert any(r.name.startswith("records-") for r in roots)
     leaks = scan_files(roots, secrets) + lab.sampler.scan(secrets)

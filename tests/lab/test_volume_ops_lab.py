@@ -46,10 +46,11 @@ from campus_provision.verify.runner import Target, run_checks
 from campus_provision.volumes.journal import default_journal_dir
 from campus_provision.volumes.mirror import sign_manifest
 from tests.lab.conftest import VENV_BIN, lab_paths, require_lab, small_spec
-from tests.lab.test_volume_lab import CONTROLS, VM, VM_GROUP
+from tests.lab.test_volume_lab import CONTROLS
+from tests.lab.volume_vm import GROUPS_TASK, VM, VM_GROUP
 from tests.leaks import PsSampler, Secret, keys_dir_secrets, scan_bytes, scan_files
 
-pytestmark = [pytest.mark.lab, pytest.mark.vm]
+pytestmark = [pytest.mark.lab, pytest.mark.vm, pytest.mark.vm_short]
 PREFIX = "cpw"
 DATASET = "card-spending-2025"
 VOLUME = f"{VM}/{DATASET}"
@@ -79,13 +80,7 @@ PREP = [
         "name": "What a PC has before its dataset volumes",
         "hosts": "workstations",
         "gather_facts": False,
-        "pre_tasks": [
-            {
-                "name": "Create a group per analyst group of the spec",
-                "ansible.builtin.group": {"name": "{{ item }}", "state": "present"},
-                "loop": "{{ campus_analyst_groups | list }}",
-            }
-        ],
+        "pre_tasks": [GROUPS_TASK],
         "roles": ["campus_apt_client"],
     }
 ]
@@ -212,7 +207,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         keys_dir = tmp / "keys"
         keystore = VolumeKeystore(keys_dir, passphrase.read_text(encoding="utf-8"))
         init_signing_key(keys_dir, passphrase.read_text(encoding="utf-8"))
+        # Root logs in (this VM has no admin account: probing for one first would cost
+        # each command an SSH login under TCG).
         env = {**os.environ, "CAMPUS_KEYSTORE_PASSPHRASE_FILE": str(passphrase),
+               "CAMPUS_ADMIN": "root",
                "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}"}  # fmt: skip
         env.pop("CAMPUS_KEYSTORE_PASSPHRASE", None)
         playbook = tmp / "prep.yml"
