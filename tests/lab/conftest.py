@@ -63,20 +63,6 @@ def nspawn_lab() -> Iterator[tuple[LabPaths, UpResult]]:
         assert control.leftovers(paths) == []
 
 
-@pytest.fixture(scope="module")
-def vm_lab() -> Iterator[tuple[LabPaths, UpResult]]:
-    """One QEMU PC (Sangam) plus the service hosts."""
-    require_lab()
-    paths = lab_paths("cpv")
-    control.down(paths)
-    result = control.up(EXAMPLE, paths, per_site=1, driver="qemu", sites=["sangam"], progress=print)
-    try:
-        yield paths, result
-    finally:
-        control.down(paths)
-        assert control.leftovers(paths) == []
-
-
 SMALL_PROFILES = """software_profiles:
   analyst:
     title: Small test profile (R and pandas)

@@ -1,9 +1,10 @@
 """campus_audit on real lab hosts, with the campus log host and NTP server it talks to.
 
-Two labs, each for the whole module: nspawn PCs (Sangam, 2 PCs) for LOG-01 and TIME-01,
-where AUD-01 is not applicable (auditd needs a kernel of its own), and one QEMU PC for
-AUD-01 itself. The playbooks/ entries for the log and NTP hosts are not wired in yet, so the
-tests write their own small playbook with the same roles in the same order.
+One lab for the whole module: nspawn PCs (Sangam, 2 PCs) for LOG-01 and TIME-01, where
+AUD-01 is not applicable (auditd needs a kernel of its own); AUD-01 itself is proven on the
+QEMU PC of test_kernel_vm_lab.py. The playbooks/ entries for the log and NTP hosts are not
+wired in yet, so the tests write their own small playbook with the same roles in the same
+order.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from tests.lab.conftest import lab_paths, require_lab, small_spec, ssh
 pytestmark = pytest.mark.lab
 PCS = ("sgm-a01", "sgm-a02")
 LOG_HOST, NTP_HOST = "sgm-log", "sgm-infra"
-VM = "sgm-a01"
 LOG_DIR = "/var/log/campus"
 WAIT_SECONDS = 30.0
 PLAYBOOK = """---
@@ -97,12 +97,6 @@ def _lab(prefix: str, tmp: Path, per_site: int, driver: Driver) -> Iterator[Lab]
 def audit_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """Sangam with 2 nspawn PCs, its log host and NTP server, the bundle on its mirror."""
     yield from _lab("cpo", tmp_path_factory.mktemp("cpo"), per_site=2, driver="nspawn")
-
-
-@pytest.fixture(scope="module")
-def audit_vm_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    """One QEMU PC (Sangam) with the service hosts: auditd needs the PC's own kernel."""
-    yield from _lab("cpq", tmp_path_factory.mktemp("cpq"), per_site=1, driver="qemu")
 
 
 def provision(
@@ -229,28 +223,3 @@ def test_pcs_follow_the_campus_ntp_server(audit_lab: Lab) -> None:
         wait_for(selected)
     clients = lab.run("chronyc -n clients", on=NTP_HOST)
     assert all(lab.ip(pc) in clients for pc in PCS), clients
-
-
-@pytest.mark.vm
-@pytest.mark.vm_short
-def test_auditd_on_a_vm_watches_datasets_and_modules(audit_vm_lab: Lab, tmp_path: Path) -> None:
-    lab = audit_vm_lab
-    assert lab.host(VM).driver == "qemu"
-    before = statuses(lab, (VM,), ("CP-AUD-01",), tmp_path)
-    assert before == {(VM, "CP-AUD-01"): "fail"}, before
-
-    # Only what needs the VM's own kernel (each task costs seconds under TCG); the
-    # forwarding and time parts are proven on the containers above.
-    first = provision(lab, (VM,), tmp_path, tags="campus_apt_client,aud")
-    assert first.hosts[0].changed > 0
-    assert lab.run("systemctl is-active auditd", on=VM).strip() == "active"
-    rules = lab.run("auditctl -l", on=VM)
-    assert "-w /srv/datasets -p rwxa -k campus-datasets" in rules, rules
-    assert "finit_module" in rules and "init_module" in rules, rules
-    after = statuses(lab, (VM,), ("CP-AUD-01",), tmp_path)
-    assert after == {(VM, "CP-AUD-01"): "pass"}, after
-
-    # The rules record for real: loading a module leaves a record with the campus key.
-    lab.run("modprobe dummy && modprobe -r dummy", on=VM)
-    found = lab.run("ausearch --input-logs -k campus-modules -sc finit_module -i", on=VM)
-    assert "name=dummy" in found and "key=campus-modules" in found, found

@@ -1,9 +1,9 @@
 """campus_hardening and campus_usb on real lab PCs: check, converge, idempotence, verify.
 
-Two labs, one at a time (class-scoped): two nspawn PCs (Sangam) for what a container can
-show (PRN-01, USB-02, the config USB-01 reads, sysctls, banner), then one QEMU PC for what
-needs a kernel of its own (USB-01: the initramfs, the guarded reboot, the stick gone).
-Each lab first proves the checks can fail, then provisions, then re-runs for changed=0.
+Two nspawn PCs (Sangam) for what a container can show (PRN-01, USB-02, the config USB-01
+reads, sysctls, banner): first the checks fail, then provisioning, then re-runs for
+changed=0. What needs a kernel of its own (USB-01: the initramfs, the guarded reboot, the
+stick gone) is proven on the QEMU PC of test_kernel_vm_lab.py.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from tests.lab.conftest import (
 
 pytestmark = pytest.mark.lab
 PCS = ("sgm-a01", "sgm-a02")
-VM = "sgm-a01"
 CONTROLS = ("CP-USB-01", "CP-USB-02", "CP-PRN-01")
 ROLES = "campus_hardening,campus_usb"  # as tags
 PLAY_ROLES = ("campus_apt_client", "campus_hardening", "campus_usb")
@@ -152,65 +151,3 @@ class TestContainers:
         run = lab.play(tmp_path, ("sgm-a01",), tags="campus_usb", campus_usb_usbguard_enabled=True)
         (failed,) = [h for h in run.hosts if h.failed]
         assert failed.reason is not None and "not in the offline bundle" in failed.reason, failed
-
-
-@pytest.mark.vm
-class TestVm:
-    """One QEMU PC with a USB stick attached: a kernel, an initramfs and a reboot of its own."""
-
-    @pytest.fixture(scope="class")
-    @classmethod
-    def lab(cls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-        yield from sangam_lab(tmp_path_factory.mktemp("cpu"), "cpu", 1, "qemu", PLAY_ROLES)
-
-    def test_usb_01_fails_on_the_unprovisioned_vm(self, lab: Lab, tmp_path: Path) -> None:
-        disks = lab.sh(VM, "lsblk -dn -o NAME,TRAN")
-        assert any(line.split()[-1:] == ["usb"] for line in disks.splitlines()), disks
-        before = lab.statuses(tmp_path, (VM,), CONTROLS)
-        assert before[(VM, "CP-USB-01")] == "fail", before
-
-    def test_provisioning_reboots_once_and_the_stick_is_gone(
-        self, lab: Lab, tmp_path: Path
-    ) -> None:
-        boot = lab.sh(VM, "cat /proc/sys/kernel/random/boot_id")
-        run = lab.play(tmp_path, (VM,))
-        assert run.ok(), failures(run)
-        print(f"VM first run: {run.seconds:.0f} s")
-        assert lab.sh(VM, "cat /proc/sys/kernel/random/boot_id") != boot  # it rebooted
-        disks = lab.sh(VM, "lsblk -dn -o NAME,TRAN")
-        assert not any(line.split()[-1:] == ["usb"] for line in disks.splitlines()), disks
-        state = lab.sh(VM, "grep -cE '^(usb_storage|uas) ' /proc/modules || true; "
-                       "lsinitramfs /boot/initrd.img-$(uname -r) | grep -c usb-storage || true; "
-                       "grep -c '^usbhid ' /proc/modules || true; "
-                       "sysctl -n kernel.dmesg_restrict fs.suid_dumpable")  # fmt: skip
-        # Nothing blocked loaded or in the initramfs; usbhid is free to load (the VM's
-        # tablet may load it); the sysctls hold after the reboot.
-        assert state.split()[:2] == ["0", "0"] and state.split()[3:] == ["1", "0"], state
-        plan = lab.sh(VM, "modprobe -n -v usbhid 2>&1 || true")
-        assert "/bin/false" not in plan
-        after = lab.statuses(tmp_path, (VM,), CONTROLS)
-        assert after == {(VM, c): "pass" for c in CONTROLS}, after
-
-    def test_second_run_changes_nothing_and_does_not_reboot(self, lab: Lab, tmp_path: Path) -> None:
-        boot = lab.sh(VM, "cat /proc/sys/kernel/random/boot_id")
-        run = lab.play(tmp_path, (VM,), tags=ROLES)
-        assert run.ok(), failures(run)
-        print(f"VM second run: {run.seconds:.0f} s")
-        assert changed_counts(run) == {VM: 0}, changed_log_lines(run)
-        assert lab.sh(VM, "cat /proc/sys/kernel/random/boot_id") == boot
-
-    def test_without_lsinitramfs_usb_01_is_an_error_not_a_pass(
-        self, lab: Lab, tmp_path: Path
-    ) -> None:
-        """The locked-down VM passes USB-01; with its initramfs probe gone it must not."""
-        lab.sh(
-            VM,
-            "command -v lsinitramfs > /root/lsinitramfs.path && "
-            'mv "$(cat /root/lsinitramfs.path)" /root/lsinitramfs.hidden',
-        )
-        try:
-            hidden = lab.statuses(tmp_path, (VM,), CONTROLS)
-        finally:
-            lab.sh(VM, 'mv /root/lsinitramfs.hidden "$(cat /root/lsinitramfs.path)"')
-        assert hidden[(VM, "CP-USB-01")] == "error", hidden
-        assert lab.statuses(tmp_path, (VM,), CONTROLS)[(VM, "CP-USB-01")] == "pass"
