@@ -1,44 +1,34 @@
 """campus_hardening and campus_usb on real lab PCs: check, converge, idempotence, verify.
 
-Two labs, one at a time (class-scoped): two nspawn PCs (Sangam) for what a container can
-show (PRN-01, USB-02, the config USB-01 reads, sysctls, banner), then one QEMU PC for what
-needs a kernel of its own (USB-01: the initramfs, the guarded reboot, the stick gone).
-Each lab first proves the checks can fail, then provisions, then re-runs for changed=0.
+Two nspawn PCs (Sangam) for what a container can show (PRN-01, USB-02, the config USB-01
+reads, sysctls, banner): first the checks fail, then provisioning, then re-runs for
+changed=0. What needs a kernel of its own (USB-01: the initramfs, the guarded reboot, the
+stick gone) is proven on the QEMU PC of test_kernel_vm_lab.py.
 """
 
 from __future__ import annotations
 
-import subprocess
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from subprocess import CompletedProcess
 
 import pytest
 import yaml
 
-from campus_provision.lab import control
-from campus_provision.lab.control import UpResult
-from campus_provision.lab.plan import Driver, LabHost
-from campus_provision.lab.state import LabPaths, read_record
-from campus_provision.provision.runner import RunResult, run_playbook
-from campus_provision.verify.runner import Target, run_checks
-from tests.lab.conftest import changed_tasks, lab_paths, require_lab, small_spec, tasks_with
+from tests.lab.conftest import (
+    Lab,
+    changed_counts,
+    changed_log_lines,
+    changed_tasks,
+    failures,
+    sangam_lab,
+    tasks_with,
+)
 
 pytestmark = pytest.mark.lab
 PCS = ("sgm-a01", "sgm-a02")
-VM = "sgm-a01"
 CONTROLS = ("CP-USB-01", "CP-USB-02", "CP-PRN-01")
 ROLES = "campus_hardening,campus_usb"  # as tags
-PLAY = [
-    {
-        "name": "campus_hardening and campus_usb under test",
-        "hosts": "workstations",
-        "gather_facts": False,
-        "roles": ["campus_apt_client", "campus_hardening", "campus_usb"],
-    }
-]
+PLAY_ROLES = ("campus_apt_client", "campus_hardening", "campus_usb")
 # Stand-ins for a PC that came with CUPS and udisks2 running: same unit names, installed
 # where a package puts its units, enabled and active.
 STAND_IN = """[Unit]
@@ -50,100 +40,20 @@ WantedBy=multi-user.target
 """
 
 
-@dataclass(frozen=True)
-class Lab:
-    paths: LabPaths
-    result: UpResult
-    extra: dict[str, str]  # campus_bundle_dir, campus_signing_pubkey
-
-    def host(self, name: str) -> LabHost:
-        return self.result.plan.host(name)
-
-    def ssh(self, name: str, command: str, stdin: str | None = None) -> CompletedProcess[str]:
-        # Always root's own SSH: these roles leave root login alone, and under TCG load the
-        # shared helper's 3 s probe for root can time out and fall back to an admin account
-        # that campus_accounts (not in this play) would have created.
-        return subprocess.run([*control.ssh_args(self.paths, self.host(name)), command],
-                              capture_output=True, text=True, timeout=300, input=stdin,
-                              check=False)  # fmt: skip
-
-    def sh(self, name: str, command: str) -> str:
-        out = self.ssh(name, command)
-        assert out.returncode == 0, f"{name}: {command}: {out.stderr}"
-        return out.stdout
-
-    def play(self, tmp: Path, hosts: tuple[str, ...], *, check: bool = False,
-             tags: str | None = None, **extra: object) -> RunResult:  # fmt: skip
-        playbook = tmp / "usb-hardening.yml"
-        playbook.write_text(yaml.safe_dump(PLAY, sort_keys=False), encoding="utf-8")
-        run = run_playbook(
-            playbook, self.paths.inventory / "hosts.yml",
-            tmp / f"run-{len(list(tmp.glob('run-*')))}",
-            limit=",".join(hosts), check=check, diff=check, tags=tags,
-            extra_vars={**self.extra, **extra},
-        )  # fmt: skip
-        mode = " --check" if check else ""
-        print(f"playbook{mode} on {','.join(hosts)}: {run.seconds:.0f} s")
-        return run
-
-    def statuses(self, tmp: Path, hosts: tuple[str, ...]) -> dict[tuple[str, str], str]:
-        target = Target(inventory=self.paths.inventory / "hosts.yml",
-                        campus=self.result.plan.campus, spec_sha256="0" * 64,
-                        limit=",".join(hosts), controls=CONTROLS, workers=2)  # fmt: skip
-        run = run_checks(target, tmp / f"junit-{len(list(tmp.glob('junit-*')))}.xml")
-        return {(r.host, r.control): r.status for r in run.results}
-
-
-def _lab(tmp: Path, prefix: str, per_site: int, driver: Driver) -> Iterator[Lab]:
-    require_lab()
-    paths = lab_paths(prefix)
-    control.down(paths)
-    started = time.monotonic()
-    result = control.up(small_spec(tmp), paths, per_site=per_site, driver=driver,
-                        sites=["sangam"], mirror=True, progress=print)  # fmt: skip
-    print(f"lab {prefix} up in {time.monotonic() - started:.0f} s")
-    record = read_record(paths) or {}
-    extra = {"campus_bundle_dir": record["bundle"], "campus_signing_pubkey": record["pubkey"]}
-    try:
-        yield Lab(paths, result, extra)
-    finally:
-        control.down(paths)
-        assert control.leftovers(paths) == []
-
-
-def _failure(run: RunResult) -> list[tuple[str, str | None, str | None]]:
-    return [(h.host, h.failed_task, h.reason) for h in run.hosts if h.failed or h.unreachable]
-
-
-def _changed(run: RunResult) -> dict[str, int]:
-    return {h.host: h.changed for h in run.hosts}
-
-
-def _changed_tasks(run: RunResult) -> list[str]:
-    """'TASK name: changed: [host]' lines from the run's log, to say what was not idempotent."""
-    task, found = "", []
-    for line in run.log.read_text(encoding="utf-8", errors="replace").splitlines():
-        if line.startswith(("TASK [", "RUNNING HANDLER [")):
-            task = line.rstrip(" *")
-        elif line.startswith("changed:"):
-            found.append(f"{task}: {line}")
-    return found
-
-
 class TestContainers:
     """Two nspawn PCs; sgm-a02 starts with stand-ins for CUPS and udisks2 running."""
 
     @pytest.fixture(scope="class")
     @classmethod
     def lab(cls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-        yield from _lab(tmp_path_factory.mktemp("cph"), "cph", per_site=2, driver="nspawn")
+        yield from sangam_lab(tmp_path_factory.mktemp("cph"), "cph", 2, "nspawn", PLAY_ROLES)
 
     def test_checks_fail_where_printing_and_automount_run(self, lab: Lab, tmp_path: Path) -> None:
         for unit in ("cups.service", "udisks2.service"):
             out = lab.ssh("sgm-a02", f"cat > /lib/systemd/system/{unit} && systemctl daemon-reload "
                           f"&& systemctl enable --now {unit}", STAND_IN.format(name=unit))  # fmt: skip
             assert out.returncode == 0, out.stderr
-        before = lab.statuses(tmp_path, PCS)
+        before = lab.statuses(tmp_path, PCS, CONTROLS)
         assert before == {
             # No 'install usb-storage /bin/false' yet: the check fails even in a container.
             ("sgm-a01", "CP-USB-01"): "fail", ("sgm-a02", "CP-USB-01"): "fail",
@@ -156,8 +66,8 @@ class TestContainers:
         # Only the two roles under test: campus_apt_client's check run on a PC that still
         # has its installer's sources is campus_apt_client's business.
         run = lab.play(tmp_path, PCS, check=True, tags=ROLES)
-        assert run.ok(), _failure(run)
-        assert all(h.changed > 0 for h in run.hosts), _changed(run)
+        assert run.ok(), failures(run)
+        assert all(h.changed > 0 for h in run.hosts), changed_counts(run)
         assert lab.sh("sgm-a01", "ls /etc/modprobe.d /etc/sysctl.d").count("campus") == 0
         assert lab.sh(
             "sgm-a02", "systemctl is-active cups.service udisks2.service || true"
@@ -165,9 +75,9 @@ class TestContainers:
 
     def test_provisioning_turns_the_checks_green(self, lab: Lab, tmp_path: Path) -> None:
         run = lab.play(tmp_path, PCS)
-        assert run.ok(), _failure(run)
+        assert run.ok(), failures(run)
         assert {h.host for h in run.hosts} == set(PCS) and all(h.changed > 0 for h in run.hosts)
-        after = lab.statuses(tmp_path, PCS)
+        after = lab.statuses(tmp_path, PCS, CONTROLS)
         assert after == {
             **{(pc, "CP-USB-01"): "not_applicable" for pc in PCS},  # no kernel of its own
             **{(pc, c): "pass" for pc in PCS for c in ("CP-USB-02", "CP-PRN-01")},
@@ -202,11 +112,11 @@ class TestContainers:
     def test_second_run_and_check_run_change_nothing(self, lab: Lab, tmp_path: Path) -> None:
         # The roles under test only: campus_apt_client's idempotence is test_mirror_lab's.
         again = lab.play(tmp_path, PCS, tags=ROLES)
-        assert again.ok(), _failure(again)
-        assert _changed(again) == dict.fromkeys(PCS, 0), _changed_tasks(again)
+        assert again.ok(), failures(again)
+        assert changed_counts(again) == dict.fromkeys(PCS, 0), changed_log_lines(again)
         check = lab.play(tmp_path, PCS, check=True, tags=ROLES)
-        assert check.ok(), _failure(check)
-        assert _changed(check) == dict.fromkeys(PCS, 0), _changed_tasks(check)
+        assert check.ok(), failures(check)
+        assert changed_counts(check) == dict.fromkeys(PCS, 0), changed_log_lines(check)
 
     def test_a_unit_started_again_is_masked_and_stopped_again(
         self, lab: Lab, tmp_path: Path
@@ -218,7 +128,7 @@ class TestContainers:
                       "systemctl is-active cups.service udisks2.service")  # fmt: skip
         assert out.returncode == 0 and out.stdout.split() == ["active", "active"], out
         run = lab.play(tmp_path, PCS, tags=ROLES)
-        assert run.ok(), _failure(run)
+        assert run.ok(), failures(run)
         assert changed_tasks(run) == {
             "sgm-a02": {
                 "campus_hardening : Mask the print services",
@@ -241,65 +151,3 @@ class TestContainers:
         run = lab.play(tmp_path, ("sgm-a01",), tags="campus_usb", campus_usb_usbguard_enabled=True)
         (failed,) = [h for h in run.hosts if h.failed]
         assert failed.reason is not None and "not in the offline bundle" in failed.reason, failed
-
-
-@pytest.mark.vm
-class TestVm:
-    """One QEMU PC with a USB stick attached: a kernel, an initramfs and a reboot of its own."""
-
-    @pytest.fixture(scope="class")
-    @classmethod
-    def lab(cls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-        yield from _lab(tmp_path_factory.mktemp("cpu"), "cpu", per_site=1, driver="qemu")
-
-    def test_usb_01_fails_on_the_unprovisioned_vm(self, lab: Lab, tmp_path: Path) -> None:
-        disks = lab.sh(VM, "lsblk -dn -o NAME,TRAN")
-        assert any(line.split()[-1:] == ["usb"] for line in disks.splitlines()), disks
-        before = lab.statuses(tmp_path, (VM,))
-        assert before[(VM, "CP-USB-01")] == "fail", before
-
-    def test_provisioning_reboots_once_and_the_stick_is_gone(
-        self, lab: Lab, tmp_path: Path
-    ) -> None:
-        boot = lab.sh(VM, "cat /proc/sys/kernel/random/boot_id")
-        run = lab.play(tmp_path, (VM,))
-        assert run.ok(), _failure(run)
-        print(f"VM first run: {run.seconds:.0f} s")
-        assert lab.sh(VM, "cat /proc/sys/kernel/random/boot_id") != boot  # it rebooted
-        disks = lab.sh(VM, "lsblk -dn -o NAME,TRAN")
-        assert not any(line.split()[-1:] == ["usb"] for line in disks.splitlines()), disks
-        state = lab.sh(VM, "grep -cE '^(usb_storage|uas) ' /proc/modules || true; "
-                       "lsinitramfs /boot/initrd.img-$(uname -r) | grep -c usb-storage || true; "
-                       "grep -c '^usbhid ' /proc/modules || true; "
-                       "sysctl -n kernel.dmesg_restrict fs.suid_dumpable")  # fmt: skip
-        # Nothing blocked loaded or in the initramfs; usbhid is free to load (the VM's
-        # tablet may load it); the sysctls hold after the reboot.
-        assert state.split()[:2] == ["0", "0"] and state.split()[3:] == ["1", "0"], state
-        plan = lab.sh(VM, "modprobe -n -v usbhid 2>&1 || true")
-        assert "/bin/false" not in plan
-        after = lab.statuses(tmp_path, (VM,))
-        assert after == {(VM, c): "pass" for c in CONTROLS}, after
-
-    def test_second_run_changes_nothing_and_does_not_reboot(self, lab: Lab, tmp_path: Path) -> None:
-        boot = lab.sh(VM, "cat /proc/sys/kernel/random/boot_id")
-        run = lab.play(tmp_path, (VM,), tags=ROLES)
-        assert run.ok(), _failure(run)
-        print(f"VM second run: {run.seconds:.0f} s")
-        assert _changed(run) == {VM: 0}, _changed_tasks(run)
-        assert lab.sh(VM, "cat /proc/sys/kernel/random/boot_id") == boot
-
-    def test_without_lsinitramfs_usb_01_is_an_error_not_a_pass(
-        self, lab: Lab, tmp_path: Path
-    ) -> None:
-        """The locked-down VM passes USB-01; with its initramfs probe gone it must not."""
-        lab.sh(
-            VM,
-            "command -v lsinitramfs > /root/lsinitramfs.path && "
-            'mv "$(cat /root/lsinitramfs.path)" /root/lsinitramfs.hidden',
-        )
-        try:
-            hidden = lab.statuses(tmp_path, (VM,))
-        finally:
-            lab.sh(VM, 'mv /root/lsinitramfs.hidden "$(cat /root/lsinitramfs.path)"')
-        assert hidden[(VM, "CP-USB-01")] == "error", hidden
-        assert lab.statuses(tmp_path, (VM,))[(VM, "CP-USB-01")] == "pass"
