@@ -183,6 +183,7 @@ def _all_vars(campus: Campus) -> dict[str, Any]:
         "campus_timezone": c.timezone,
         "campus_signing_identity": c.signing_identity,
         "campus_banner": c.banner or "",
+        "campus_idle_seconds": c.idle_minutes * 60,
         "campus_admins": [
             {"username": a.username, "name": a.name, "ssh_keys": list(a.ssh_keys)}
             for a in acc.admins

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from typing import Annotated
+
+from pydantic import BaseModel, Field, StrictInt
 
 from campus_provision.spec.types import SPEC_MODEL_CONFIG, Cidr, Domain, Name, Text, Title
 
@@ -19,3 +21,5 @@ class CampusInfo(BaseModel):
     signing_identity: Title
     timezone: Title = "UTC"
     banner: Text | None = None
+    # A public seat left logged in is an open door: shells end after this many idle minutes.
+    idle_minutes: Annotated[StrictInt, Field(ge=1, le=240)] = 15

@@ -321,8 +321,11 @@ def test_a_group_running_past_the_last_ipv4_address_is_located(example_text: str
     text = example_text.replace("first_ip: 10.21.0.11", "first_ip: 255.255.255.250", 1)
     with pytest.raises(SpecError) as exc:
         load_spec_bytes(text.encode(), F)
+    group = (
+        text[: text.rindex("- name:", 0, text.index("first_ip: 255.255.255.250"))].count("\n") + 1
+    )
     assert exc.value.lines() == [
-        f"{F}:66: sites.sangam.workstation_groups.0: 24 PCs from 255.255.255.250 run past "
+        f"{F}:{group}: sites.sangam.workstation_groups.0: 24 PCs from 255.255.255.250 run past "
         "255.255.255.255, the last IPv4 address"
     ]
 

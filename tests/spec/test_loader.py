@@ -98,7 +98,7 @@ def test_unknown_key_without_a_close_match_lists_allowed_fields(example_text: st
     )
     assert issues(text) == [
         f"campus.yml:{line_of(text, 'colour: blue')}: campus.colour: unknown field; allowed here: "
-        "name, slug, domain, admin_network, signing_identity, timezone, banner"
+        "name, slug, domain, admin_network, signing_identity, timezone, banner, idle_minutes"
     ]
 
 
