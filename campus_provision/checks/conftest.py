@@ -30,6 +30,13 @@ _SSH_FAILED = re.compile(
     r"|Connection timed out|Could not resolve hostname|ProxyCommand|Connection refused"
 )
 
+# What sudo says when it refuses the login its become (the command never ran as root).
+_SUDO_REFUSED = re.compile(
+    r"^sudo: (a terminal is required|a password is required|no tty present|sorry, you must have)"
+    r"|is not in the sudoers file|is not allowed to execute",
+    re.MULTILINE,
+)
+
 
 @dataclass
 class Evidence:
@@ -42,7 +49,8 @@ class Evidence:
         """Run ``command`` on the host (no exception on failure) and record it.
 
         A command that never reached the host (ssh itself failed: exit 255 with ssh's own
-        words) ends the check as an error: its empty output is no finding.
+        words), or that sudo refused to run as root, ends the check as an error: its empty
+        output is no finding.
         """
         try:
             result = self.host.run(command)
@@ -53,6 +61,12 @@ class Evidence:
             self._ssh_failed(command, said)
         if result.rc == 255 and _SSH_FAILED.search(result.stderr):
             self._ssh_failed(command, result.stderr)
+        refused = _SUDO_REFUSED.search(result.stderr) if result.rc != 0 else None
+        if refused:
+            self.lines.append(
+                f"$ {command}\n{result.stderr.strip()[-EVIDENCE_LIMIT:]}\n(exit {result.rc})"
+            )
+            probe_failed(f"sudo refused to run the probe as root: {refused[0].strip()}")
         out = (result.stdout + result.stderr).strip()
         if len(out) > EVIDENCE_LIMIT:
             out = out[:EVIDENCE_LIMIT] + f"\n... ({len(out) - EVIDENCE_LIMIT} more characters)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from ipaddress import ip_network
 from typing import Any
@@ -67,6 +68,8 @@ def test_CP_ACC_01_one_account_per_person(
 # key, few tries and sessions, no tunnel, forwarding or compression, idle sessions ended
 # by sshd's own ClientAlive (TCPKeepAlive off) within IDLE_SECONDS.
 IDLE_SECONDS = 900
+_TMOUT = re.compile(r'^declare -(\S+) TMOUT="(\d+)"$', re.MULTILINE)
+JOB_USERS = ("root",)  # the only account that may schedule cron and at jobs
 SSH_RULES: dict[str, tuple[str, Callable[[str], bool], str]] = {
     "permitrootlogin": ("PermitRootLogin", lambda v: v == "no", "no"),
     "passwordauthentication": ("PasswordAuthentication", lambda v: v == "no", "no"),
@@ -149,7 +152,28 @@ def test_CP_ACC_02_no_root_or_password_ssh_login(
         probe_failed(f"stat could not read /etc/ssh/sshd_config's mode (exit {mode.rc})")
     if mode.stdout.strip() != "600 root":
         problems.append(f"/etc/ssh/sshd_config is {mode.stdout.strip()}, not 600 root")
+    problems += _idle_shell_problems(hostvars, evidence)
     assert not problems, "; ".join(problems)
+
+
+def _idle_shell_problems(hostvars: dict[str, Any], evidence: Evidence) -> list[str]:
+    """A login shell (console or SSH alike) ends after the spec's idle time: TMOUT, read-only."""
+    limit = int(hostvars.get("campus_idle_seconds", IDLE_SECONDS))
+    # A login bash reads /etc/profile and its profile.d as every login does; the echo
+    # proves the shell ran, so a missing TMOUT is a finding, not a shell that never started.
+    shell = evidence.run("bash -l -c 'echo login shell: ran; declare -p TMOUT' </dev/null 2>&1")
+    if "login shell: ran" not in shell.stdout:
+        probe_failed(f"a login bash did not run (exit {shell.rc})")
+    found = _TMOUT.search(shell.stdout)
+    if found is None:
+        return [f"idle login shells never end (no TMOUT; the spec says {limit} s)"]
+    flags, seconds = found[1], int(found[2])
+    problems = []
+    if not 0 < seconds <= limit:
+        problems.append(f"TMOUT is {seconds} s, not 1..{limit} (the spec's idle time)")
+    if "r" not in flags:
+        problems.append("TMOUT is not read-only: a user can unset it")
+    return problems
 
 
 def test_CP_ACC_03_sudo_is_for_admins_only(
@@ -182,4 +206,32 @@ def test_CP_ACC_03_sudo_is_for_admins_only(
     leaked = sorted(analysts & members)
     if leaked:
         problems.append(f"analysts with sudo: {', '.join(leaked)}")
+    problems += _drop_in_and_job_problems(evidence)
     assert not problems, "; ".join(problems)
+
+
+def _drop_in_and_job_problems(evidence: Evidence) -> list[str]:
+    """The sudo drop-ins are root's to read; cron and at take jobs from root only."""
+    allow = ("/etc/cron.allow", "/etc/at.allow")
+    run = evidence.run(
+        "cat /etc/sudoers >/dev/null && echo 'as root: yes'; "
+        "echo \"sudoers.d: $(stat -c '%a %U:%G' /etc/sudoers.d)\"; "
+        f"for f in {' '.join(allow)}; do "
+        'if [ -f "$f" ]; then echo "$f: $(tr \'\\n\' \' \' < "$f")"; '
+        'else echo "$f: (missing)"; fi; done'
+    )
+    said = dict(line.partition(": ")[::2] for line in run.stdout.splitlines() if ": " in line)
+    if said.get("as root") != "yes":
+        probe_failed("/etc/sudoers could not be read, so these files' state is unknown")
+    problems = []
+    if said.get("sudoers.d", "").strip() != "750 root:root":
+        problems.append(f"/etc/sudoers.d is {said.get('sudoers.d', '').strip()}, not 750 root:root")
+    for path in allow:
+        users = said.get(path, "(missing)").split()
+        if users != list(JOB_USERS):
+            problems.append(
+                f"{path} lets {' '.join(users) or 'no one'} schedule jobs, not only root"
+                if users != ["(missing)"]
+                else f"{path} is missing: anyone may schedule jobs"
+            )
+    return problems

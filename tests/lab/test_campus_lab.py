@@ -14,7 +14,8 @@ The tests run in file order, like an operator would:
    evidence is signed and ``report verify`` accepts it;
 4. a second ``provision`` changes nothing on any host, nor does a ``--check`` run of
    the audit role (auditd, log forwarding, time) on the PCs;
-5. a probe that cannot run is an error; a Match block that lets root in fails ACC-02;
+5. a probe that cannot run is an error; a Match block that lets root in fails ACC-02; with
+   the admin's sudo refused, every control on the PC is an error that says so;
 6. a line logged on each PC reaches its site's log host, one logged while the log host is
    down arrives later (and LOG-01 fails meanwhile); the PCs follow their site's NTP server;
 7. no secret of the lab's keystore (its passphrase, the evidence-signing key, the archive
@@ -235,6 +236,30 @@ def test_a_probe_that_cannot_run_is_an_error_and_a_match_block_is_seen(lab: Lab)
     assert got["CP-ACC-02"][0] == "fail", got["CP-ACC-02"]
     first = next(ADMIN_SUBNET.hosts())
     assert f"PermitRootLogin is yes (for root@{first}" in got["CP-ACC-02"][1]
+
+
+def test_a_refused_sudo_is_an_error_for_every_control(lab: Lab) -> None:
+    """verify logs in as an admin and becomes root with sudo; sudo refused, nothing passes."""
+    pc = PCS[0]
+    # From this machine, in the container's root as mounted here: with root login off and
+    # sudo refused, no SSH session could put the grant back.
+    root = lab.paths.host_dir(pc) / "merged"
+    grant, kept = root / "etc/sudoers.d/campus-admins", root / "root/campus-admins.kept"
+    assert grant.is_file(), grant
+    grant.rename(kept)
+    try:
+        out = lab.work / "sudo-refused"
+        keys = lab.paths.state_dir / "keys"
+        run = lab.cli("verify", lab.spec, "--lab", "--prefix", lab.paths.prefix, "--out", out,
+                      "--limit", pc, "--passphrase-file", keys / "passphrase")  # fmt: skip
+    finally:
+        kept.rename(grant)
+    assert run.returncode == 1, run.stdout + run.stderr
+    results = RunResults.from_json((out / "results.json").read_text(encoding="utf-8"))
+    assert results.results and {r.host for r in results.results} == {pc}
+    wrong = {r.control: (r.status, r.message[:200]) for r in results.results
+             if r.status != "error" or "sudo" not in r.message}  # fmt: skip
+    assert wrong == {}, wrong
 
 
 def wait_for(probe: Callable[[], bool], seconds: float = WAIT_SECONDS) -> float:

@@ -8,6 +8,7 @@ what its commands print and return: a probe that could not run is an error (pyte
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +45,8 @@ class Shell:
 
     def run(self, command: str) -> Ran:
         env = {"PATH": f"{self.tools}:/usr/bin:/bin:/usr/sbin:/sbin"}
-        env |= {k: v for k, v in os.environ.items() if k in ("TUNNEL", "ALIVE", "MODE", "PW")}
+        passed = ("TUNNEL", "ALIVE", "MODE", "PW", "TMOUT_DECL", "SUDOERS_D")
+        env |= {k: v for k, v in os.environ.items() if k in passed}
         p = subprocess.run(["sh", "-c", command], capture_output=True, text=True, env=env,
                            timeout=30, check=False)  # fmt: skip
         return Ran(p.stdout, p.stderr, p.returncode)
@@ -73,9 +75,17 @@ printf 'permittunnel %s\\nclientaliveinterval %s\\nclientalivecountmax 2\\n' \\
 """
 
 
+# A login bash as the role leaves it: TMOUT read-only and exported (TMOUT_DECL changes it).
+BASH = """echo 'login shell: ran'
+echo "${TMOUT_DECL-declare -rx TMOUT=\\"900\\"}"
+"""
+
+
 @pytest.fixture(autouse=True)
 def _sshd_config_mode(tools: Path) -> None:
-    tool(tools, "stat", 'echo "${MODE:-600} root"\n')
+    tool(tools, "stat", 'case "$*" in *sudoers.d*) echo "${SUDOERS_D:-750} root:root" ;;\n'
+         '*) echo "${MODE:-600} root" ;; esac\n')  # fmt: skip
+    tool(tools, "bash", BASH)
 
 
 def test_acc_02_finds_a_match_block_that_lets_root_in_from_the_admin_network(tools: Path) -> None:
@@ -294,3 +304,71 @@ def test_a_command_ssh_never_ran_is_an_error_naming_why() -> None:
 
     with pytest.raises(RuntimeError, match="something else"):
         Evidence(Broken()).run("true")
+
+
+class SudoRefuses:
+    """testinfra's ``host.run`` where sudo refuses the login (no password for it, no tty)."""
+
+    SAID = (
+        "sudo: a terminal is required to read the password; either use the -S option to read "
+        "from standard input or configure an askpass helper\nsudo: a password is required\n"
+    )
+
+    def run(self, command: str) -> Ran:
+        return Ran("", self.SAID, 1)
+
+
+def test_a_refused_sudo_ends_a_check_as_an_error_with_its_words() -> None:
+    ev = Evidence(SudoRefuses())
+    with pytest.raises(pytest.fail.Exception, match="probe error: sudo refused to run the probe"):
+        test_acc.test_CP_ACC_03_sudo_is_for_admins_only(ev.host, HOSTVARS, ev)
+    assert "sudo: a password is required" in ev.text()
+
+
+def test_a_command_that_fails_on_its_own_is_not_taken_for_sudo(tools: Path) -> None:
+    # A probe's own failure ends as its check decides; only sudo's refusal is a probe error.
+    ev = Evidence(Shell(tools))
+    assert ev.run("echo 'sudo: is what this line starts with' >&2; exit 3").rc == 3
+
+
+@pytest.mark.parametrize(
+    ("declared", "said"),
+    [
+        ('declare -x TMOUT="900"', "TMOUT is not read-only: a user can unset it"),
+        ('declare -rx TMOUT="3600"', "TMOUT is 3600 s, not 1..900 (the spec's idle time)"),
+        ("bash: declare: TMOUT: not found", "idle login shells never end (no TMOUT"),
+    ],
+)
+def test_acc_02_ends_idle_login_shells_with_a_read_only_tmout(
+    tools: Path, monkeypatch: pytest.MonkeyPatch, declared: str, said: str
+) -> None:
+    tool(tools, "sshd", SSHD.replace("root=yes", "root=no"))
+    monkeypatch.setenv("TMOUT_DECL", declared)
+    with pytest.raises(AssertionError, match=re.escape(said)):
+        test_acc.test_CP_ACC_02_no_root_or_password_ssh_login(
+            None, {**HOSTVARS, "campus_idle_seconds": 900}, Evidence(Shell(tools))
+        )
+
+
+def test_acc_02_is_an_error_when_no_login_shell_runs(tools: Path) -> None:
+    tool(tools, "sshd", SSHD.replace("root=yes", "root=no"))
+    tool(tools, "bash", "exit 127\n")
+    with pytest.raises(pytest.fail.Exception, match="probe error: a login bash did not run"):
+        test_acc.test_CP_ACC_02_no_root_or_password_ssh_login(
+            None, HOSTVARS, Evidence(Shell(tools))
+        )
+
+
+def test_acc_03_keeps_the_drop_ins_and_the_job_lists_to_root(
+    tools: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tool(tools, "getent", "echo 'sudo:x:27:it-admin'\n")
+    tool(tools, "cat", "exit 0\n")
+    tool(tools, "grep", "exit 1\n")
+    monkeypatch.setenv("SUDOERS_D", "755")
+    with pytest.raises(AssertionError) as failed:
+        test_acc.test_CP_ACC_03_sudo_is_for_admins_only(None, HOSTVARS, Evidence(Shell(tools)))
+    said = str(failed.value).splitlines()[0]
+    assert "/etc/sudoers.d is 755 root:root, not 750 root:root" in said
+    if not Path("/etc/cron.allow").exists():  # this machine's own, read by the real shell
+        assert "/etc/cron.allow is missing: anyone may schedule jobs" in said
