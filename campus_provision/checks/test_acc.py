@@ -85,7 +85,10 @@ SSH_RULES: dict[str, tuple[str, Callable[[str], bool], str]] = {
     "permittunnel": ("PermitTunnel", lambda v: v == "no", "no"),
     "clientaliveinterval": ("ClientAliveInterval", lambda v: v.isdigit() and int(v) > 0, "set"),
     "clientalivecountmax": ("ClientAliveCountMax", lambda v: v.isdigit() and int(v) > 0, "set"),
+    "banner": ("Banner", lambda v: v == "/etc/issue.net", "/etc/issue.net (the spec's banner)"),
 }
+# Where the spec's banner is shown: the console before login, SSH before login, and after.
+BANNER_FILES = ("/etc/issue", "/etc/issue.net", "/etc/motd")
 SSH_SETTINGS = tuple(SSH_RULES)
 OUTSIDE_ADMIN = "192.0.2.10"  # TEST-NET-1: an address no campus network holds (never contacted)
 
@@ -153,7 +156,38 @@ def test_CP_ACC_02_no_root_or_password_ssh_login(
     if mode.stdout.strip() != "600 root":
         problems.append(f"/etc/ssh/sshd_config is {mode.stdout.strip()}, not 600 root")
     problems += _idle_shell_problems(hostvars, evidence)
+    problems += _banner_problems(hostvars, evidence)
     assert not problems, "; ".join(problems)
+
+
+def _banner_problems(hostvars: dict[str, Any], evidence: Evidence) -> list[str]:
+    """Each login shows the spec's banner, word for word (getty's escapes doubled)."""
+    banner = str(hostvars.get("campus_banner") or "").strip()
+    if not banner:
+        evidence.note("the spec has no banner: there is none to show")
+        return []
+    mark = "==campus-banner=="
+    run = evidence.run(
+        f"cat /etc/hostname >/dev/null && echo '{mark} probe'; "
+        f'for f in {" ".join(BANNER_FILES)}; do echo "{mark} $f"; '
+        "cat -- \"$f\" 2>/dev/null || echo '(missing)'; done"
+    )
+    shown: dict[str, list[str]] = {}
+    current = ""
+    for line in run.stdout.splitlines():
+        if line.startswith(mark):
+            current = line[len(mark) :].strip()
+            shown[current] = []
+        elif current:
+            shown[current].append(line)
+    if "probe" not in shown:
+        probe_failed(f"cat could not read /etc/hostname (exit {run.rc})")
+    problems = []
+    for path in BANNER_FILES:
+        want = banner.replace("\\", "\\\\") if path == "/etc/issue" else banner
+        if "\n".join(shown.get(path, [])).strip() != want:
+            problems.append(f"{path} does not show the spec's banner")
+    return problems
 
 
 def _idle_shell_problems(hostvars: dict[str, Any], evidence: Evidence) -> list[str]:

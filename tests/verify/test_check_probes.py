@@ -45,7 +45,8 @@ class Shell:
 
     def run(self, command: str) -> Ran:
         env = {"PATH": f"{self.tools}:/usr/bin:/bin:/usr/sbin:/sbin"}
-        passed = ("TUNNEL", "ALIVE", "MODE", "PW", "TMOUT_DECL", "SUDOERS_D")
+        passed = ("TUNNEL", "ALIVE", "MODE", "PW", "TMOUT_DECL", "SUDOERS_D", "SHOWN", "ISSUE",
+                  "NOT_SHOWN")  # fmt: skip
         env |= {k: v for k, v in os.environ.items() if k in passed}
         p = subprocess.run(["sh", "-c", command], capture_output=True, text=True, env=env,
                            timeout=30, check=False)  # fmt: skip
@@ -72,6 +73,7 @@ printf 'loglevel VERBOSE\\nmaxauthtries 3\\nmaxsessions 4\\ncompression no\\n'
 printf 'tcpkeepalive no\\nallowtcpforwarding no\\nx11forwarding no\\n'
 printf 'permittunnel %s\\nclientaliveinterval %s\\nclientalivecountmax 2\\n' \\
   "${TUNNEL:-no}" "${ALIVE:-300}"
+printf 'banner /etc/issue.net\\n'
 """
 
 
@@ -372,3 +374,61 @@ def test_acc_03_keeps_the_drop_ins_and_the_job_lists_to_root(
     assert "/etc/sudoers.d is 755 root:root, not 750 root:root" in said
     if not Path("/etc/cron.allow").exists():  # this machine's own, read by the real shell
         assert "/etc/cron.allow is missing: anyone may schedule jobs" in said
+
+
+BANNER = "캠퍼스 분석용 PC: 사용은 기록됩니다.\nUse is monitored; a \\ stays one backslash."
+# cat as a provisioned PC answers it: the banner in each file, its backslashes doubled in
+# /etc/issue (getty's escapes); NOT_SHOWN names a file that is missing.
+CAT = """case "$*" in
+  */etc/hostname) exit 0 ;;
+  *"${NOT_SHOWN:-/nowhere}") exit 1 ;;
+  */etc/issue) printf '%s\\n' "$ISSUE" ;;
+  *) printf '%s\\n' "$SHOWN" ;;
+esac
+"""
+
+
+def _banner_host(tools: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    tool(tools, "sshd", SSHD.replace("root=yes", "root=no"))
+    tool(tools, "cat", CAT)
+    monkeypatch.setenv("SHOWN", BANNER)
+    monkeypatch.setenv("ISSUE", BANNER.replace("\\", "\\\\"))
+    return {**HOSTVARS, "campus_banner": BANNER + "\n"}
+
+
+def test_acc_02_passes_when_every_login_shows_the_specs_banner(
+    tools: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hostvars = _banner_host(tools, monkeypatch)
+    ev = Evidence(Shell(tools))
+    test_acc.test_CP_ACC_02_no_root_or_password_ssh_login(None, hostvars, ev)
+    assert "사용은 기록됩니다" in ev.text()
+
+
+def test_acc_02_names_a_place_without_the_banner(
+    tools: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hostvars = _banner_host(tools, monkeypatch)
+    monkeypatch.setenv("NOT_SHOWN", "/etc/motd")
+    monkeypatch.setenv("ISSUE", BANNER)  # the backslash not doubled: getty would eat it
+    with pytest.raises(AssertionError) as failed:
+        test_acc.test_CP_ACC_02_no_root_or_password_ssh_login(
+            None, hostvars, Evidence(Shell(tools))
+        )
+    said = str(failed.value).splitlines()[0]
+    assert "/etc/motd does not show the spec's banner" in said
+    assert "/etc/issue does not show the spec's banner" in said
+    assert "/etc/issue.net" not in said
+
+
+def test_acc_02_is_an_error_when_cat_cannot_run(
+    tools: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hostvars = _banner_host(tools, monkeypatch)
+    tool(tools, "cat", "exit 126\n")
+    with pytest.raises(
+        pytest.fail.Exception, match="probe error: cat could not read /etc/hostname"
+    ):
+        test_acc.test_CP_ACC_02_no_root_or_password_ssh_login(
+            None, hostvars, Evidence(Shell(tools))
+        )
