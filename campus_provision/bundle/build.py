@@ -44,7 +44,7 @@ from campus_provision.bundle.tools import tool
 from campus_provision.spec import Campus
 
 # What the roles install on a PC or the mirror, whatever the profiles: the egress
-# firewall, audit, volumes, time, logging; what Ansible's apt module installs on first
+# firewall, audit, volumes, time, logging (and its rotation); what Ansible's apt module installs on first
 # use (python3-apt and its data); nginx, which serves the mirror.
 ROLE_PACKAGES: tuple[str, ...] = (
     "nftables",
@@ -54,6 +54,7 @@ ROLE_PACKAGES: tuple[str, ...] = (
     "acl",  # setfacl: campus_data_volume gives the reader groups read access
     "chrony",
     "rsyslog",
+    "logrotate",
     "python3-apt",
     "python-apt-common",
     "distro-info-data",

@@ -38,6 +38,7 @@ def test_CP_LOG_01_logs_forwarded_to_campus_log_host(
     missing = [t for t in targets if not names_address(config, t)]
     if missing:
         problems.append(f"no forwarding to {', '.join(missing)} in the rsyslog configuration")
+    problems += _retention_problems(evidence)
     assert not problems, "; ".join(problems)
     problems = _undelivered(evidence, targets, log_hosts)
     assert not problems, "; ".join(problems)
@@ -78,4 +79,39 @@ def _undelivered(
             probe_failed(f"{log_dir} on {name} could not be read (exit {found.rc})")
     if not problems:
         evidence.note(f"{token} logged here arrived on {', '.join(targets)}")
+    return problems
+
+
+def _retention_problems(evidence: Evidence) -> list[str]:
+    """Logs rotate (logrotate, by its timer) and the journal stays on disk within a cap."""
+    run = evidence.run(
+        "dpkg-query -W -f='${Package} ${db:Status-Abbrev}\\n' dpkg logrotate 2>&1; "
+        "systemctl show -p UnitFileState -p ActiveState logrotate.timer; "
+        "systemd-analyze cat-config systemd/journald.conf 2>/dev/null "
+        "| grep -E '^(Storage|SystemMaxUse)='; "
+        "test -d /var/log/journal && echo 'JournalDir=yes'"
+    )
+    lines = [line.strip() for line in run.stdout.splitlines()]
+    # dpkg itself must read as installed: a dpkg-query that cannot answer is no finding.
+    if "dpkg ii" not in lines:
+        probe_failed("dpkg-query did not list dpkg as installed, so logrotate's state is unknown")
+    said: dict[str, str] = {}
+    for line in lines:
+        key, sep, value = line.partition("=")
+        if sep:
+            said[key] = value  # the last one wins, as in journald's own reading
+    problems = []
+    if "logrotate ii" not in lines:
+        problems.append("logrotate is not installed: the log files never rotate")
+    elif (said.get("UnitFileState"), said.get("ActiveState")) != ("enabled", "active"):
+        problems.append(
+            f"logrotate.timer is {said.get('UnitFileState')} and {said.get('ActiveState')}, "
+            "not enabled and active"
+        )
+    if said.get("Storage") != "persistent":
+        problems.append(f"the journal is not kept on disk (Storage={said.get('Storage', 'auto')})")
+    elif said.get("JournalDir") != "yes":
+        problems.append("the journal is not kept on disk (no /var/log/journal)")
+    if not said.get("SystemMaxUse"):
+        problems.append("the journal has no size cap (SystemMaxUse)")
     return problems

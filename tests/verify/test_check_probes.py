@@ -45,7 +45,7 @@ class Shell:
 
     def run(self, command: str) -> Ran:
         env = {"PATH": f"{self.tools}:/usr/bin:/bin:/usr/sbin:/sbin"}
-        passed = ("TUNNEL", "ALIVE", "MODE", "PW", "TMOUT_DECL", "SUDOERS_D", "SHOWN", "ISSUE",
+        passed = ("TUNNEL", "ALIVE", "MODE", "PW", "TMOUT_DECL", "SUDOERS_D", "SHOWN", "ISSUE", "RETENTION",
                   "NOT_SHOWN")  # fmt: skip
         env |= {k: v for k, v in os.environ.items() if k in passed}
         p = subprocess.run(["sh", "-c", command], capture_output=True, text=True, env=env,
@@ -432,3 +432,44 @@ def test_acc_02_is_an_error_when_cat_cannot_run(
         test_acc.test_CP_ACC_02_no_root_or_password_ssh_login(
             None, hostvars, Evidence(Shell(tools))
         )
+
+
+# What a PC as campus_audit leaves it answers (RETENTION changes one answer).
+RETENTION_TOOLS = {
+    "dpkg-query": 'echo "dpkg ii "; [ "$RETENTION" = no-logrotate ] || echo "logrotate ii "\n',
+    "systemctl": '[ "$RETENTION" = timer-off ] && echo UnitFileState=disabled && '
+    "echo ActiveState=inactive && exit 0\necho UnitFileState=enabled; echo ActiveState=active\n",
+    "systemd-analyze": '[ "$RETENTION" = volatile ] && echo "Storage=volatile" && exit 0\n'
+    'echo "# /etc/systemd/journald.conf"; echo "Storage=auto"; echo "Storage=persistent"\n'
+    '[ "$RETENTION" = no-cap ] || echo "SystemMaxUse=500M"\n',
+}
+
+
+@pytest.mark.parametrize(
+    ("retention", "said"),
+    [
+        ("", None),
+        ("no-logrotate", "logrotate is not installed: the log files never rotate"),
+        ("timer-off", "logrotate.timer is disabled and inactive, not enabled and active"),
+        ("volatile", "the journal is not kept on disk (Storage=volatile)"),
+        ("no-cap", "the journal has no size cap (SystemMaxUse)"),
+    ],
+)
+def test_log_01_holds_rotation_and_the_journal(
+    tools: Path, monkeypatch: pytest.MonkeyPatch, retention: str, said: str | None
+) -> None:
+    for name, script in RETENTION_TOOLS.items():
+        tool(tools, name, script)
+    monkeypatch.setenv("RETENTION", retention)
+    problems = test_log._retention_problems(Evidence(Shell(tools)))
+    if said is None:
+        # The real shell's `test -d /var/log/journal` decides the last line on this machine.
+        assert [p for p in problems if "/var/log/journal" not in p] == []
+    else:
+        assert said in problems
+
+
+def test_log_01_is_an_error_when_dpkg_query_cannot_answer(tools: Path) -> None:
+    tool(tools, "dpkg-query", "echo 'dpkg-query: error: cannot access archive' >&2; exit 2\n")
+    with pytest.raises(pytest.fail.Exception, match="dpkg-query did not list dpkg"):
+        test_log._retention_problems(Evidence(Shell(tools)))
