@@ -30,6 +30,7 @@ from campus_provision.lab.plan import LabHost
 from campus_provision.lab.state import LabPaths
 from campus_provision.provision.runner import TIMINGS_FILE, RunResult
 from campus_provision.verify.runner import Target, run_checks
+from tests.lab.conftest import changed_log_lines, failures
 from tests.lab.volume_vm import BOOT_SECONDS, VM, VolumeVm
 
 pytestmark = [pytest.mark.lab, pytest.mark.vm]
@@ -114,20 +115,6 @@ def _role_seconds(run: RunResult) -> float:
     return sum(t["seconds"] for t in timings if t["task"].startswith(f"{ROLE} : "))
 
 
-def _failure(run: RunResult) -> list[tuple[str, str | None, str | None]]:
-    return [(h.host, h.failed_task, h.reason) for h in run.hosts if h.failed or h.unreachable]
-
-
-def _changed_tasks(run: RunResult) -> list[str]:
-    task, found = "", []
-    for line in run.log.read_text(encoding="utf-8", errors="replace").splitlines():
-        if line.startswith(("TASK [", "RUNNING HANDLER [")):
-            task = line.rstrip(" *")
-        elif line.startswith("changed:"):
-            found.append(f"{task}: {line}")
-    return found
-
-
 @pytest.fixture(scope="module")
 def lab(volume_vm_lab: VolumeVm) -> Lab:
     assert not volume_vm_lab.provisioned, "this module starts from the bare volume VM"
@@ -144,7 +131,7 @@ def test_vol_checks_fail_on_the_unprovisioned_vm(lab: Lab) -> None:
 
 def test_provisioning_makes_the_volumes_and_leaves_no_key_behind(lab: Lab) -> None:
     run = lab.play()
-    assert run.ok(), _failure(run)
+    assert run.ok(), failures(run)
     lab.vm.provisioned = True
     (summary,) = run.hosts
     print(
@@ -213,9 +200,9 @@ def test_the_volumes_unlock_and_mount_at_boot(lab: Lab) -> None:
 def test_a_second_run_and_a_check_run_change_nothing(lab: Lab) -> None:
     for check in (False, True):
         run = lab.play(tags=ROLE, check=check)
-        assert run.ok(), _failure(run)
+        assert run.ok(), failures(run)
         print(f"{ROLE}: {_role_seconds(run):.0f} s")
-        assert {h.host: h.changed for h in run.hosts} == {VM: 0}, _changed_tasks(run)
+        assert {h.host: h.changed for h in run.hosts} == {VM: 0}, changed_log_lines(run)
     lab.assert_no_key_left_behind()
 
 
