@@ -11,7 +11,6 @@ handling and the summary are the ones ``rotate-key`` uses.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Annotated
@@ -19,7 +18,14 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from campus_provision.cli.common import AdminOpt, SpecArg, console, load, user_errors
+from campus_provision.cli.common import (
+    AdminOpt,
+    SpecArg,
+    admin_account,
+    console,
+    load,
+    user_errors,
+)
 from campus_provision.cli.keys import (
     KeysDirOpt,
     PassphraseFileOpt,
@@ -159,7 +165,7 @@ def _playbook(
     passphrase_file: Path | None, lab: bool, prefix: str,
 ) -> RunResult:  # fmt: skip
     inventory = inventory_path(run.spec, lab=lab, prefix=prefix)
-    who = admin or os.environ.get("CAMPUS_ADMIN") or run.campus.accounts.admins[0].username
+    who = admin_account(admin, run.campus)
     limit = ",".join(hosts)
     with console.status(f"finding how to log in: {who}, else root (first run)"):
         users = choose_users(inventory, limit, who)
