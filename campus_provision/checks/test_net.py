@@ -14,11 +14,15 @@ from campus_provision.checks.nft import inbound_problems
 from campus_provision.shell import ip_address
 
 OUTSIDE_PORTS = (80, 443, 53, 22)
+OUTSIDE_UDP_PORTS = (53, 123, 443)  # DNS, NTP, QUIC: the UDP ways out
 PEER_PROBES = (("tcp", 22), ("icmp", 0))  # every PC listens on 22: the lateral door to try
 CONNECT_SECONDS = 3
 
 
 Probe = tuple[str, str, int]  # (proto, address, port); port 0 for icmp
+# A DNS query (id 0x1234, recursion desired) for the root's NS records, as printf octal
+# escapes: a campus resolver answers it, so the UDP probe has a positive control.
+DNS_QUERY = "".join(f"\\{b:03o}" for b in bytes.fromhex("1234010000010000000000000000020001"))
 
 
 def _probe_states(evidence: Evidence, probes: list[Probe]) -> dict[Probe, str]:
@@ -28,6 +32,10 @@ def _probe_states(evidence: Evidence, probes: list[Probe]) -> dict[Probe, str]:
     costs one timeout, not one per port. Each prints its exit code:
 
     - tcp (bash ``/dev/tcp`` under ``timeout``): 0 connected; 1 refused, 124 timed out;
+    - udp (bash ``/dev/udp``: a DNS query for the root's name servers, which a resolver
+      answers and the lab's listeners echo, then one byte of any answer read back):
+      0 answered; 1 refused (an ICMP unreachable, or the PC's own firewall), 142 (``read``
+      timed out) or 124 no answer;
     - icmp (``ping``): 0 answered; 1 no reply, 2 refused on the way out.
 
     Anything else (126/127: no ``bash``, ``timeout`` or ``ping``) is an ``error``, and so
@@ -35,9 +43,12 @@ def _probe_states(evidence: Evidence, probes: list[Probe]) -> dict[Probe, str]:
     """
     if not probes:
         return {}
-    closed = {"tcp": ("1", "124"), "icmp": ("1", "2")}
+    closed = {"tcp": ("1", "124"), "udp": ("1", "124", "142"), "icmp": ("1", "2")}
     commands = {
         "tcp": "timeout {t} bash -c 'exec 3<>/dev/tcp/{a}/{p}' 2>/dev/null",
+        "udp": "timeout {t1} bash -c 'exec 3<>/dev/udp/{a}/{p} && printf \""
+        + DNS_QUERY
+        + "\" >&3 && read -r -N 1 -t {t} _ <&3' 2>/dev/null",
         "icmp": "ping -c 1 -W {t} {a} >/dev/null 2>&1",
     }
     for _, address, _ in probes:
@@ -46,7 +57,8 @@ def _probe_states(evidence: Evidence, probes: list[Probe]) -> dict[Probe, str]:
         except ValueError as exc:
             probe_failed(f"a probe target {exc}")
     shell = " ".join(
-        f'({commands[proto].format(t=CONNECT_SECONDS, a=a, p=p)}; echo "$? {proto} {a} {p}") &'
+        f"({commands[proto].format(t=CONNECT_SECONDS, t1=CONNECT_SECONDS + 1, a=a, p=p)}; "
+        f'echo "$? {proto} {a} {p}") &'
         for proto, a, p in sorted(set(probes))
     )
     result = evidence.run(f"{shell} wait")
@@ -68,17 +80,19 @@ def _tcp(evidence: Evidence, targets: list[tuple[str, int]]) -> set[tuple[str, i
     return {(a, p) for (_, a, p), state in states.items() if state == "open"}
 
 
-def _campus_services(hostvars: dict[str, Any]) -> list[Probe]:
-    """The PC's allowed TCP services: the positive control of the egress probes."""
+def _campus_services(hostvars: dict[str, Any], proto: str) -> list[Probe]:
+    """The PC's allowed ``proto`` services: the positive control of the egress probes."""
     services = hostvars.get("campus_site_services", [])
     found = [
-        ("tcp", str(s["ip"]), int(p["port"]))
+        (proto, str(s["ip"]), int(p["port"]))
         for s in services
         for p in s["ports"]
-        if p["proto"] == "tcp"
+        if p["proto"] == proto
     ]
     if not found:
-        probe_failed("the spec gives this PC no campus TCP service to prove the probe with")
+        probe_failed(
+            f"the spec gives this PC no campus {proto.upper()} service to prove the probe with"
+        )
     return sorted(set(found))
 
 
@@ -95,14 +109,16 @@ def test_CP_NET_01_outbound_denied_by_default(
     peers: list[tuple[str, str]],
 ) -> None:
     family_enabled(hostvars, "NET")
-    campus = _campus_services(hostvars)
+    campus = _campus_services(hostvars, "tcp")
+    campus_udp = _campus_services(hostvars, "udp")
     outside: list[Probe] = [
         *(("tcp", probe_address, p) for p in OUTSIDE_PORTS),
+        *(("udp", probe_address, p) for p in OUTSIDE_UDP_PORTS),
         ("icmp", probe_address, 0),
     ]
     lateral: list[Probe] = [(proto, ip, port) for _, ip in peers for proto, port in PEER_PROBES]
     loopback: Probe = ("icmp", "127.0.0.1", 0)  # ping's own positive control
-    states = _probe_states(evidence, [*campus, *outside, *lateral, loopback])
+    states = _probe_states(evidence, [*campus, *campus_udp, *outside, *lateral, loopback])
     problems = []
     out = [p[0] if p[0] == "icmp" else f"{p[0]}/{p[2]}" for p in outside if states[p] == "open"]
     if out:
@@ -112,19 +128,20 @@ def test_CP_NET_01_outbound_denied_by_default(
     if side:
         problems.append(f"other PCs are reachable: {', '.join(side)}")
     assert not problems, "; ".join(problems)
-    if not any(states[p] == "open" for p in campus):
-        probe_failed(
-            "the TCP probe reached none of the PC's campus services "
-            f"({', '.join(_name(p) for p in campus)}), its positive control"
-        )
+    for proto, services in (("TCP", campus), ("UDP", campus_udp)):
+        if not any(states[p] == "open" for p in services):
+            probe_failed(
+                f"the {proto} probe reached none of the PC's campus {proto} services "
+                f"({', '.join(_name(p) for p in services)}), its positive control"
+            )
     if states[loopback] != "open":
         probe_failed(f"ping did not answer on loopback ({states[loopback]}), its positive control")
     broken = [_name(p) for p in [*outside, *lateral] if states[p] == "error"]
     if broken:
         probe_failed(f"these probes did not run: {', '.join(broken)}")
-    answered = next(_name(p) for p in campus if states[p] == "open")
+    answered = [next(_name(p) for p in ps if states[p] == "open") for ps in (campus, campus_udp)]
     evidence.note(
-        f"campus service {answered} and loopback ICMP reached by the same probes; "
+        f"campus services {' and '.join(answered)} and loopback ICMP reached by the same probes; "
         f"{probe_address} (TCP, UDP, ICMP) and {len(peers)} other PC(s) refused or timed out"
     )
 

@@ -93,6 +93,8 @@ def start_outside(paths: LabPaths) -> int:
         "campus_provision.lab.outside",
     ]
     cmd += ["--lab", str(paths.root) + "/", *(f"--udp={p}" for p in OUTSIDE_UDP_PORTS)]
+    # The outside's address is on its loopback: answers must come from it, not the uplink's.
+    cmd += [f"--udp-address={OUTSIDE_HOST}"]
     cmd += [str(p) for p in OUTSIDE_PORTS]
     return spawn(cmd, pidfile=run_dir / "outside.pid", log=run_dir / "outside.log")
 

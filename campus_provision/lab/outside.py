@@ -15,8 +15,17 @@ import selectors
 import socket
 
 
-def serve(ports: list[int], udp_ports: list[int], name: str = "outside") -> None:
-    """Listen on TCP ``ports`` and UDP ``udp_ports`` until killed."""
+def serve(
+    ports: list[int],
+    udp_ports: list[int],
+    name: str = "outside",
+    udp_address: str = "0.0.0.0",  # noqa: S104
+) -> None:
+    """Listen on TCP ``ports`` and UDP ``udp_ports`` until killed.
+
+    UDP binds ``udp_address``: an echo must come from the address the datagram went to
+    (a PC's connected socket drops any other), and a socket bound to every address answers
+    from the outgoing interface's."""
     sel = selectors.DefaultSelector()
     for port in ports:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -27,7 +36,7 @@ def serve(ports: list[int], udp_ports: list[int], name: str = "outside") -> None
         sel.register(sock, selectors.EVENT_READ, ("tcp", port))
     for port in udp_ports:
         udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        udp.bind(("0.0.0.0", port))  # noqa: S104 - inside the lab's own namespace
+        udp.bind((udp_address, port))
         sel.register(udp, selectors.EVENT_READ, ("udp", port))
     print("listening", name, *ports, *(f"{p}/udp" for p in udp_ports), flush=True)
     while True:
@@ -55,9 +64,11 @@ def main() -> None:
     parser.add_argument("--lab", required=True, help="the lab directory (marks the process)")
     parser.add_argument("--name", default="outside", help="how the listener answers")
     parser.add_argument("--udp", type=int, action="append", default=[], help="a UDP port")
+    parser.add_argument("--udp-address", default="0.0.0.0",  # noqa: S104 - a lab namespace
+                        help="the address the UDP ports listen on (and answer from)")  # fmt: skip
     parser.add_argument("ports", nargs="*", type=int)
     args = parser.parse_args()
-    serve(args.ports, args.udp, args.name)
+    serve(args.ports, args.udp, args.name, args.udp_address)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from campus_provision.lab import control
 from campus_provision.lab.control import UpResult
 from campus_provision.lab.plan import OUTSIDE_HOST
 from campus_provision.lab.state import LabPaths
+from campus_provision.verify.results import ControlResult
 from campus_provision.verify.runner import Target, run_checks
 from tests.conftest import EXAMPLE, ROOT
 from tests.lab.conftest import VENV_BIN, lab_paths, require_lab, ssh
@@ -53,16 +54,27 @@ def recap(output: str) -> dict[str, dict[str, int]]:
     return stats
 
 
-def statuses(paths: LabPaths, result: UpResult, tmp: Path) -> dict[tuple[str, str], str]:
+def results(paths: LabPaths, result: UpResult, tmp: Path) -> dict[tuple[str, str], ControlResult]:
     target = Target(inventory=paths.inventory / "hosts.yml", campus=result.plan.campus,
                     spec_sha256="0" * 64, controls=CONTROLS, workers=2)  # fmt: skip
-    return {(r.host, r.control): r.status for r in run_checks(target, tmp / "junit.xml").results}
+    return {(r.host, r.control): r for r in run_checks(target, tmp / "junit.xml").results}
+
+
+def statuses(paths: LabPaths, result: UpResult, tmp: Path) -> dict[tuple[str, str], str]:
+    return {k: r.status for k, r in results(paths, result, tmp).items()}
 
 
 def test_egress_role_turns_the_net_checks_green(egress_lab: Lab, tmp_path: Path) -> None:
     paths, result = egress_lab
-    before = statuses(paths, result, tmp_path)
-    assert set(before.values()) == {"fail"}, before
+    before = results(paths, result, tmp_path)
+    assert {r.status for r in before.values()} == {"fail"}, before
+    # On a bare PC every probe gets out: TCP, the outside's UDP echo and ping.
+    net_01 = [r for (_, control), r in before.items() if control == "CP-NET-01"]
+    assert len(net_01) == 2, before
+    for message in (r.message for r in net_01):
+        assert "reachable: tcp/80, tcp/443, tcp/53, tcp/22, udp/53, udp/123, udp/443, icmp" in (
+            message
+        ), message
 
     check = playbook(paths, "--check", "--diff")
     assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-2000:]

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,8 @@ HOSTVARS: dict[str, Any] = {
     "campus_admins": [{"username": "it-admin"}],
     "campus_control_families": {},
     "campus_site_services": [
-        {"name": "mirror", "ip": "127.0.0.1", "ports": [{"port": 9, "proto": "tcp"}]}
+        {"name": "mirror", "ip": "127.0.0.1", "ports": [{"port": 9, "proto": "tcp"}]},
+        {"name": "dns", "ip": "127.0.0.1", "ports": [{"port": 53, "proto": "udp"}]},
     ],
 }
 
@@ -114,9 +117,12 @@ def test_acc_02_is_an_error_when_sshd_cannot_print_its_settings(tools: Path) -> 
         )
 
 
+CAMPUS = "*tcp/127.0.0.1/9*|*udp/127.0.0.1/53*"  # the campus services answer
+
+
 def test_net_01_is_an_error_when_timeout_cannot_run(tools: Path) -> None:
     tool(tools, "timeout", "exit 127\n")
-    with pytest.raises(pytest.fail.Exception, match="reached none of the PC's campus services"):
+    with pytest.raises(pytest.fail.Exception, match="reached none of the PC's campus TCP services"):
         test_net.test_CP_NET_01_outbound_denied_by_default(
             None, HOSTVARS, Evidence(Shell(tools)), "127.0.0.2", []
         )
@@ -135,7 +141,7 @@ def test_net_01_fails_when_the_outside_answers_whatever_the_control_says(tools: 
 
 def test_net_01_passes_only_with_its_positive_controls(tools: Path) -> None:
     # the campus service answers, the outside times out, ping answers loopback only
-    tool(tools, "timeout", 'case "$*" in *tcp/127.0.0.1/9*) exit 0 ;; esac; exit 124\n')
+    tool(tools, "timeout", f'case "$*" in {CAMPUS}) exit 0 ;; esac; exit 124\n')
     tool(tools, "ping", 'case "$*" in *127.0.0.1*) exit 0 ;; esac; exit 1\n')
     test_net.test_CP_NET_01_outbound_denied_by_default(
         None, HOSTVARS, Evidence(Shell(tools)), "127.0.0.2", []
@@ -145,6 +151,61 @@ def test_net_01_passes_only_with_its_positive_controls(tools: Path) -> None:
         test_net.test_CP_NET_01_outbound_denied_by_default(
             None, HOSTVARS, Evidence(Shell(tools)), "127.0.0.2", []
         )
+
+
+def test_net_01_fails_when_udp_gets_out(tools: Path) -> None:
+    tool(tools, "timeout", f'case "$*" in {CAMPUS}|*udp/127.0.0.2/123*) exit 0 ;; esac; exit 142\n')
+    tool(tools, "ping", 'case "$*" in *127.0.0.1*) exit 0 ;; esac; exit 1\n')
+    with pytest.raises(AssertionError, match=r"reachable: udp/123\n"):
+        test_net.test_CP_NET_01_outbound_denied_by_default(
+            None, HOSTVARS, Evidence(Shell(tools)), "127.0.0.2", []
+        )
+
+
+def test_net_01_udp_needs_a_campus_udp_service_that_answers(tools: Path) -> None:
+    # TCP and ICMP prove their probes; UDP answers nowhere, the campus resolver included.
+    tool(tools, "timeout", 'case "$*" in *tcp/127.0.0.1/9*) exit 0 ;; esac; exit 142\n')
+    tool(tools, "ping", 'case "$*" in *127.0.0.1*) exit 0 ;; esac; exit 1\n')
+    with pytest.raises(
+        pytest.fail.Exception, match=r"UDP probe reached none .*\(127\.0\.0\.1 udp/53\)"
+    ):
+        test_net.test_CP_NET_01_outbound_denied_by_default(
+            None, HOSTVARS, Evidence(Shell(tools)), "127.0.0.2", []
+        )
+    tcp_only = {**HOSTVARS, "campus_site_services": HOSTVARS["campus_site_services"][:1]}
+    with pytest.raises(pytest.fail.Exception, match="no campus UDP service to prove the probe"):
+        test_net.test_CP_NET_01_outbound_denied_by_default(
+            None, tcp_only, Evidence(Shell(tools)), "127.0.0.2", []
+        )
+
+
+def test_net_01_udp_probe_reads_an_answer_through_a_real_socket(tmp_path: Path) -> None:
+    """The probe's own command, with the machine's bash: an echo is open, a port that is
+    shut is refused (1), a listener that never answers times out (142)."""
+    echo = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    mute = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    shut = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with echo, mute, shut:
+        for sock in (echo, mute, shut):
+            sock.bind(("127.0.0.1", 0))
+        ports = [sock.getsockname()[1] for sock in (echo, mute, shut)]
+        shut.close()  # its port now refuses
+        seen: list[bytes] = []
+
+        def answer() -> None:
+            data, peer = echo.recvfrom(512)
+            seen.append(data)
+            echo.sendto(data, peer)
+
+        thread = threading.Thread(target=answer, daemon=True)
+        thread.start()
+        probes = [("udp", "127.0.0.1", p) for p in ports]
+        # A folder of no stand-ins: the real bash and timeout (the fixture stubs bash).
+        states = test_net._probe_states(Evidence(Shell(tmp_path / "none")), probes)
+        thread.join(timeout=10)
+    assert [states[p] for p in probes] == ["open", "closed", "closed"]
+    # What the resolver got was a DNS query: id 0x1234, one question, the root, NS, IN.
+    assert seen == [bytes.fromhex("1234010000010000000000000000020001")]
 
 
 APT_CONFIG = 'cat <<\'EOF\'\nAPT "";\nAPT::Architecture "amd64";\n$EXTRA\nEOF\n'
@@ -188,7 +249,7 @@ def test_pkg_01_a_global_key_other_than_the_campus_key_fails(tmp_path: Path) -> 
 
 
 def test_net_01_tries_the_other_pcs_too(tools: Path) -> None:
-    opens = "*tcp/127.0.0.1/9*|*tcp/127.0.0.3/22*"
+    opens = f"{CAMPUS}|*tcp/127.0.0.3/22*"
     tool(tools, "timeout", f'case "$*" in {opens}) exit 0 ;; esac; exit 124\n')
     tool(tools, "ping", 'case "$*" in *127.0.0.1*) exit 0 ;; esac; exit 1\n')
     with pytest.raises(AssertionError) as failed:
