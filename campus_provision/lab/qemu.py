@@ -67,7 +67,10 @@ def start(paths: LabPaths, host: LabHost, vm_disk: Path, seed: HostSeed) -> int:
         with stick.open("wb") as fh:
             fh.truncate(STICK_BYTES)
         run(["mkfs.vfat", "-n", "CAMPUSSTICK", str(stick)])
-    make_seed_disk(seed_img, seed)
+    if not seed_img.exists():
+        # Once per VM: the seed holds its SSH host keys, which the lab's known_hosts has
+        # from the first boot on; a VM started again keeps them, as a PC switched back on.
+        make_seed_disk(seed_img, seed)
     tap = net.add_tap(paths, host.index)
     console = d / "console.log"
     console.unlink(missing_ok=True)
