@@ -4,8 +4,7 @@ The session's volume VM (tests/lab/volume_vm.py: Sangam's first PC, three restri
 datasets on its 512 MiB data disk; dm-crypt needs a kernel of its own, so no container can
 show this), before ``test_volume_lab_rotate`` uses it. The VOL checks fail on it first;
 then campus_apt_client, the analysts' groups and campus_data_volume, with the keys made in
-a keystore of the test's own, create the volumes; a file written to one survives a reboot;
-the checks pass; no key is in anything the runs left behind; a second run changes nothing;
+a keystore of the test's own, create the volumes; the checks pass; no key is in anything the runs left behind; a second run changes nothing;
 and a keystore whose current key the volume does not know makes the role fail loudly,
 leaving the volume and its data as they were.
 """
@@ -15,7 +14,6 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from subprocess import CompletedProcess
@@ -31,7 +29,7 @@ from campus_provision.lab.state import LabPaths
 from campus_provision.provision.runner import TIMINGS_FILE, RunResult
 from campus_provision.verify.runner import Target, run_checks
 from tests.lab.conftest import changed_log_lines, failures
-from tests.lab.volume_vm import BOOT_SECONDS, VM, VolumeVm
+from tests.lab.volume_vm import VM, VolumeVm
 
 pytestmark = [pytest.mark.lab, pytest.mark.vm]
 CONTROLS = ("CP-VOL-01", "CP-VOL-02", "CP-VOL-03")
@@ -175,24 +173,9 @@ def test_provisioning_makes_the_volumes_and_leaves_no_key_behind(lab: Lab) -> No
     lab.assert_no_key_left_behind()
 
 
-def test_the_volumes_unlock_and_mount_at_boot(lab: Lab) -> None:
-    boot = lab.sh("cat /proc/sys/kernel/random/boot_id")
-    lab.sh("nohup sh -c 'sleep 1; systemctl reboot' >/dev/null 2>&1 &")
-    started = time.monotonic()
-    while True:
-        assert time.monotonic() - started < BOOT_SECONDS, "the VM did not come back"
-        time.sleep(5)
-        try:
-            again = lab.ssh("cat /proc/sys/kernel/random/boot_id", timeout=30)
-        except subprocess.TimeoutExpired:
-            continue
-        if again.returncode == 0 and again.stdout != boot:
-            break
-    print(f"reboot: {time.monotonic() - started:.0f} s")
-    for path, digest in lab.sample_sha256.items():
-        assert lab.sh(f"sha256sum {path}/{SAMPLE}").split()[0] == digest
-    mounted = lab.sh(f"findmnt -rno TARGET | grep '^{ROOT}/' | sort").split()
-    assert mounted == sorted(f"{ROOT}/{ds['id']}" for ds in lab.datasets), mounted
+def test_the_vol_checks_pass(lab: Lab) -> None:
+    # That the volumes unlock and mount at boot, test_volume_lab_rotate proves after its
+    # rotations (a reboot under TCG costs minutes, and there the key file is a new one).
     after = lab.statuses()
     assert after == {(VM, c): "pass" for c in CONTROLS}, after
 
