@@ -28,7 +28,7 @@ from campus_provision.spec.types import (
 
 CATALOGUE_FILE = "controls.yaml"
 
-Family = Literal["NET", "PKG", "VOL", "USB", "PRN", "ACC", "AUD", "LOG", "TIME"]
+Family = Literal["NET", "PKG", "VOL", "USB", "PRN", "ACC", "AUD", "LOG", "TIME", "SYS"]
 Severity = Literal["low", "medium", "high", "critical"]
 Importance = Literal["Mandatory", "Recommended", "Optional"]
 
@@ -260,6 +260,7 @@ class FamilySwitches(BaseModel):
     aud: StrictBool = True
     log: StrictBool = True
     time: StrictBool = True
+    sys: StrictBool = True
 
 
 class Waiver(BaseModel):

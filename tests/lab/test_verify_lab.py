@@ -60,7 +60,7 @@ def test_verify_fails_on_unprovisioned_pcs_with_exit_1(
     assert "FAIL" in proc.stdout
     run = results(out)
     assert run.hosts == ["gp-l1-01", "sgm-a01"]
-    assert len(run.results) == 2 * 17
+    assert len(run.results) == 2 * 19
 
 
 @pytest.mark.parametrize(
@@ -68,7 +68,7 @@ def test_verify_fails_on_unprovisioned_pcs_with_exit_1(
     [
         (
             "CP-NET-01",
-            "is reachable: tcp/80, tcp/443, tcp/53, tcp/22, icmp",
+            "is reachable: tcp/80, tcp/443, tcp/53, tcp/22, udp/53, udp/123, udp/443, icmp",
         ),
         ("CP-USB-01", "modprobe would load usb-storage"),
         ("CP-ACC-02", "PermitRootLogin is without-password"),
@@ -218,7 +218,7 @@ def test_a_pytest_worker_killed_mid_run_leaves_errors_naming_its_cells(
     assert killed is not None, f"no pytest worker was seen to kill:\n{output}"
     assert proc.returncode == 1, output
     run = results(out)
-    assert len(run.results) == len(run.hosts) * len(run.controls) == 2 * 17
+    assert len(run.results) == len(run.hosts) * len(run.controls) == 2 * 19
     lost = [r for r in run.results if r.message == NO_RESULT]
     assert lost, "a killed worker left no cell without a result"
     assert all(r.status == "error" for r in lost)

@@ -1,0 +1,129 @@
+"""SYS: the network and kernel hardening settings are in effect, read back from the kernel.
+
+The values are read from ``/proc/sys`` of the running kernel, never concluded from the
+sysctl.d file that sets them: a file that was written but never loaded (or loaded before
+another file overrode it) passes nothing. A container has a network stack of its own but
+shares its host's kernel, so the kernel part (SYS-02) is not applicable there, after the
+file that would set it is checked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from campus_provision.checks.conftest import (
+    Evidence,
+    family_enabled,
+    not_applicable,
+    probe_failed,
+)
+
+# The baseline campus_hardening sets (roles/campus_hardening/defaults/main.yml, which a
+# unit test holds to these): network keys, one per network namespace, then kernel keys.
+NETWORK = {
+    "net.ipv4.ip_forward": "0",
+    "net.ipv6.conf.all.forwarding": "0",
+    "net.ipv4.conf.all.accept_redirects": "0",
+    "net.ipv4.conf.default.accept_redirects": "0",
+    "net.ipv4.conf.all.secure_redirects": "0",
+    "net.ipv4.conf.default.secure_redirects": "0",
+    "net.ipv6.conf.all.accept_redirects": "0",
+    "net.ipv6.conf.default.accept_redirects": "0",
+    "net.ipv4.conf.all.send_redirects": "0",
+    "net.ipv4.conf.default.send_redirects": "0",
+    "net.ipv4.conf.all.accept_source_route": "0",
+    "net.ipv4.conf.default.accept_source_route": "0",
+    "net.ipv6.conf.all.accept_source_route": "0",
+    "net.ipv6.conf.default.accept_source_route": "0",
+    "net.ipv4.conf.all.rp_filter": "1",
+    "net.ipv4.conf.default.rp_filter": "1",
+    "net.ipv4.conf.all.log_martians": "1",
+    "net.ipv4.conf.default.log_martians": "1",
+    "net.ipv4.icmp_echo_ignore_broadcasts": "1",
+    "net.ipv4.icmp_ignore_bogus_error_responses": "1",
+    "net.ipv4.tcp_syncookies": "1",
+}
+KERNEL = {
+    "kernel.dmesg_restrict": "1",
+    "kernel.kptr_restrict": "2",
+    "kernel.randomize_va_space": "2",
+    "kernel.unprivileged_bpf_disabled": "1",
+    "kernel.perf_event_paranoid": "3",
+    "dev.tty.ldisc_autoload": "0",
+    "fs.protected_hardlinks": "1",
+    "fs.protected_symlinks": "1",
+    "fs.protected_fifos": "1",
+    "fs.protected_regular": "2",
+}
+SYSCTL_FILE = "/etc/sysctl.d/60-campus.conf"
+
+
+def _read_back(evidence: Evidence, keys: dict[str, str]) -> dict[str, str]:
+    """Each key's value as the running kernel has it, from ``/proc/sys``, in one command.
+
+    Every key prints one line, ``<key> <value>`` or ``<key> unreadable``; the command
+    proves itself by reading ``kernel/ostype`` first, which every Linux has. A key the
+    shell never reported on, or an unreadable one, is a probe error.
+    """
+    paths = " ".join(k.replace(".", "/") for k in ["kernel.ostype", *keys])
+    result = evidence.run(
+        f"cd /proc/sys && for f in {paths}; do "
+        'v=$(cat "$f" 2>/dev/null) && echo "$f $v" || echo "$f unreadable"; done'
+    )
+    seen = {}
+    for line in result.stdout.splitlines():
+        path, _, value = line.partition(" ")
+        seen[path.replace("/", ".")] = " ".join(value.split())
+    if seen.get("kernel.ostype") != "Linux":
+        probe_failed(f"/proc/sys could not be read (kernel/ostype: {seen.get('kernel.ostype')})")
+    missing = [k for k in keys if seen.get(k, "unreadable") == "unreadable"]
+    if missing:
+        probe_failed(f"could not read {', '.join(missing)} from /proc/sys")
+    return {k: seen[k] for k in keys}
+
+
+def _differences(found: dict[str, str], wanted: dict[str, str]) -> list[str]:
+    return [f"{k} is {found[k]} (want {v})" for k, v in wanted.items() if found[k] != v]
+
+
+def test_CP_SYS_01_network_settings_in_effect(
+    host: Any, hostvars: dict[str, Any], evidence: Evidence
+) -> None:
+    family_enabled(hostvars, "SYS")
+    wrong = _differences(_read_back(evidence, NETWORK), NETWORK)
+    assert not wrong, "in effect: " + "; ".join(wrong)
+    evidence.note(f"{len(NETWORK)} network settings read back from /proc/sys/net")
+
+
+def _file_values(evidence: Evidence) -> dict[str, str]:
+    """What the campus sysctl file sets (``key = value`` lines): none when it is absent;
+    a file that is there but cannot be read, or a ``cat`` that never ran, is an error."""
+    result = evidence.run(f'cat {SYSCTL_FILE} 2>&1; echo "cat exit $?"')
+    text, _, status = result.stdout.rstrip("\n").rpartition("\n")
+    if status == "cat exit 1" and text.endswith("No such file or directory"):
+        return {}
+    if status != "cat exit 0":
+        probe_failed(f"{SYSCTL_FILE} could not be read: {result.stdout.strip()[-200:]}")
+    values = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not key.lstrip().startswith(("#", ";")):
+            values[key.strip()] = value.strip()
+    return values
+
+
+def test_CP_SYS_02_kernel_settings_in_effect(
+    host: Any, hostvars: dict[str, Any], evidence: Evidence, is_container: bool
+) -> None:
+    family_enabled(hostvars, "SYS")
+    if is_container:
+        in_file = _file_values(evidence)
+        unset = [f"{k} = {v}" for k, v in KERNEL.items() if in_file.get(k) != v]
+        assert not unset, f"{SYSCTL_FILE} does not set: " + ", ".join(unset)
+        not_applicable(
+            f"{SYSCTL_FILE} sets them, but a container shares its host's kernel: they take "
+            "effect only on a PC with a kernel of its own"
+        )
+    wrong = _differences(_read_back(evidence, KERNEL), KERNEL)
+    assert not wrong, "in effect: " + "; ".join(wrong)
+    evidence.note(f"{len(KERNEL)} kernel settings read back from /proc/sys")
