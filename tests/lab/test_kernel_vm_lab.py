@@ -1,14 +1,16 @@
 """What needs a kernel of its own, on one QEMU PC (Sangam, with its mirror): under TCG each
-boot costs minutes, so the QEMU driver, USB-01 and AUD-01 share this one VM.
+boot costs minutes, so the QEMU driver, USB-01 and AUD-01 share the session's VM
+(tests/lab/volume_vm.py), which the volume modules then take as this module leaves it.
 
 In this order, each test building on the VM the one before left:
 1. the driver: the VM boots its own kernel, a USB stick is attached, dm-crypt works on
-   the data disk (LUKS format, open, wrong key refused, close);
+   the data disk (LUKS format, open, wrong key refused, close, the disk wiped blank again
+   for the volume modules);
 2. unprovisioned, the kernel-level checks fail: USB-01 (usb-storage would load), AUD-01
-   (no auditd), VOL-01 (no open LUKS mapping);
+   (no auditd), VOL-01 (no open LUKS mapping), SYS-02 (Debian's kernel settings);
 3. one provisioning run (campus_apt_client, campus_hardening, campus_usb and
    campus_audit's auditd part) reboots the VM once: the stick is gone, USB-01, USB-02,
-   PRN-01 and AUD-01 pass;
+   PRN-01, AUD-01, SYS-01 and SYS-02 (read back from the VM's own kernel) pass;
 4. auditd runs with the campus rules, and a module load leaves a record;
 5. a second run of campus_hardening and campus_usb changes nothing and does not reboot;
 6. with lsinitramfs hidden, USB-01 is an error, not a pass.
@@ -18,13 +20,13 @@ The container side of these roles is in test_usb_hardening_lab.py and test_audit
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from campus_provision.lab.plan import VM_DATA_DISK
-from tests.lab.conftest import Lab, changed_counts, changed_log_lines, failures, sangam_lab
+from tests.lab.conftest import Lab, changed_counts, changed_log_lines, failures
+from tests.lab.volume_vm import VolumeVm
 
 pytestmark = [pytest.mark.lab, pytest.mark.vm]
 VM = "sgm-a01"
@@ -37,8 +39,11 @@ SECOND_RUN_TAGS = "campus_hardening,campus_usb"  # campus_apt_client's is test_m
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    yield from sangam_lab(tmp_path_factory.mktemp("cpu"), "cpu", 1, "qemu", ROLES)
+def lab(volume_vm_lab: VolumeVm) -> Lab:
+    vm = volume_vm_lab
+    assert not vm.provisioned and not vm.kernel_roles, "this module starts from the bare VM"
+    vm.kernel_roles = True  # the volume modules find campus_usb and campus_audit in place
+    return Lab(vm.paths, vm.result, vm.extra, ROLES)
 
 
 def usb_disks(lab: Lab) -> list[str]:
@@ -75,11 +80,14 @@ def test_luks_format_and_open_on_the_data_disk(lab: Lab) -> None:
                     "not-the-key")  # fmt: skip
     assert wrong.returncode != 0
     assert lab.ssh(VM, "cryptsetup close labtest").returncode == 0
+    # Blank again, as the volume modules expect their data disk (no signature left).
+    lab.sh(VM, f"wipefs --all --quiet {VM_DATA_DISK}")
+    assert lab.sh(VM, f"wipefs --no-act --output TYPE --noheadings {VM_DATA_DISK}") == ""
 
 
 def test_kernel_controls_fail_on_an_unprovisioned_vm(lab: Lab, tmp_path: Path) -> None:
     """On a VM the kernel-level controls are checked for real, so they can fail."""
-    results = lab.checks(tmp_path, (VM,), ("CP-USB-01", "CP-AUD-01", "CP-VOL-01"))
+    results = lab.checks(tmp_path, (VM,), ("CP-USB-01", "CP-AUD-01", "CP-VOL-01", "CP-SYS-02"))
     why = {r.control: (r.status, r.message) for r in results}
     assert {r.host for r in results} == {VM}, results
     assert (
@@ -87,6 +95,9 @@ def test_kernel_controls_fail_on_an_unprovisioned_vm(lab: Lab, tmp_path: Path) -
     ), why
     assert why["CP-AUD-01"][0] == "fail" and "auditd is not running" in why["CP-AUD-01"][1], why
     assert why["CP-VOL-01"][0] == "fail" and "no open LUKS mapping" in why["CP-VOL-01"][1], why
+    # Debian's own kernel settings are not the campus's: read back, they differ.
+    assert why["CP-SYS-02"][0] == "fail", why
+    assert why["CP-SYS-02"][1].startswith("in effect: "), why
 
 
 def test_provisioning_reboots_once_and_the_stick_is_gone(lab: Lab, tmp_path: Path) -> None:
@@ -106,8 +117,10 @@ def test_provisioning_reboots_once_and_the_stick_is_gone(lab: Lab, tmp_path: Pat
     assert state.split()[:2] == ["0", "0"] and state.split()[3:] == ["1", "0"], state
     plan = lab.sh(VM, "modprobe -n -v usbhid 2>&1 || true")
     assert "/bin/false" not in plan
-    after = lab.statuses(tmp_path, (VM,), (*USB_CONTROLS, "CP-AUD-01"))
-    assert after == {(VM, c): "pass" for c in (*USB_CONTROLS, "CP-AUD-01")}, after
+    # The sysctls, read back from the VM's own kernel after the reboot, are in effect.
+    proved = (*USB_CONTROLS, "CP-AUD-01", "CP-SYS-01", "CP-SYS-02")
+    after = lab.statuses(tmp_path, (VM,), proved)
+    assert after == {(VM, c): "pass" for c in proved}, after
 
 
 def test_auditd_watches_datasets_and_modules(lab: Lab) -> None:

@@ -1,10 +1,12 @@
-"""One QEMU PC with LUKS2 dataset volumes, shared by the volume modules of a test session.
+"""One QEMU PC shared by the VM modules of a test session: the kernel's, then the volumes'.
 
-Booting a VM under TCG and provisioning it cost minutes, so ``test_volume_lab`` (the role
-makes the volumes) and ``test_volume_lab_rotate`` (the CLI rotates their keys) share one:
-the first proves the VOL checks fail on the bare VM and then provisions it; the second
-takes it as it was left (provisioning it itself when it runs alone). Pytest runs them in
-file order, so the bare VM is seen first.
+Booting a VM under TCG and provisioning it cost minutes, so ``test_kernel_vm_lab`` (the
+driver, USB-01 and AUD-01, with the reboot campus_usb needs), ``test_volume_lab`` (the role
+makes LUKS2 dataset volumes) and ``test_volume_lab_rotate`` (the CLI rotates their keys)
+share one, in that order, which is pytest's file order: the kernel module sees the bare VM
+and leaves campus_usb, campus_hardening and auditd in place and the data disk blank; the
+volume module proves the VOL checks fail and then makes the volumes; the rotate module
+takes them as they were left (provisioning them itself when it runs alone).
 
 The lab's overrides: argon2id with 32 MiB and a fixed time cost of 4 (no benchmark), so a
 volume is made in seconds under TCG in a 768 MiB VM, and partitions shrunk to fit the data
@@ -79,7 +81,8 @@ class VolumeVm:
     keystore: VolumeKeystore
     datasets: list[dict[str, Any]]
     extra: dict[str, Any]
-    provisioned: bool = False
+    provisioned: bool = False  # the volumes made
+    kernel_roles: bool = False  # test_kernel_vm_lab's roles applied
 
     @property
     def host(self) -> LabHost:
@@ -129,7 +132,8 @@ class VolumeVm:
 
 
 def volume_vm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VolumeVm]:
-    """The shared VM (Sangam's first PC, its three restricted datasets), up and bare."""
+    """The shared VM (Sangam's first PC, its three restricted datasets, a USB stick), up
+    and bare."""
     require_lab()
     tmp = tmp_path_factory.mktemp(PREFIX)
     paths = lab_paths(PREFIX)
