@@ -56,6 +56,7 @@ KERNEL = {
     "fs.protected_regular": "2",
 }
 SYSCTL_FILE = "/etc/sysctl.d/60-campus.conf"
+BOOT = "/boot"  # where the kernels' symbol maps are
 
 
 def _read_back(evidence: Evidence, keys: dict[str, str]) -> dict[str, str]:
@@ -112,10 +113,29 @@ def _file_values(evidence: Evidence) -> dict[str, str]:
     return values
 
 
+def _system_map_problems(evidence: Evidence) -> list[str]:
+    """The kernel symbol maps in /boot that others may read (none there is none leaked);
+    the listing proves itself: ``cd`` into /boot must succeed first."""
+    result = evidence.run(
+        f'cd {BOOT} && echo "boot: listed" && for f in System.map-*; do '
+        f'[ -e "$f" ] && stat -c "%a %U {BOOT}/%n" "$f"; done; true'
+    )
+    lines = result.stdout.splitlines()
+    if "boot: listed" not in lines:
+        probe_failed(f"{BOOT} could not be listed: {result.stderr.strip()[-200:]}")
+    return [
+        f"{line.split()[2]} is {line.split()[0]} {line.split()[1]}, not 600 root"
+        for line in lines[lines.index("boot: listed") + 1 :]
+        if len(line.split()) == 3 and line.split()[:2] != ["600", "root"]
+    ]
+
+
 def test_CP_SYS_02_kernel_settings_in_effect(
     host: Any, hostvars: dict[str, Any], evidence: Evidence, is_container: bool
 ) -> None:
     family_enabled(hostvars, "SYS")
+    readable = _system_map_problems(evidence)
+    assert not readable, "; ".join(readable)
     if is_container:
         in_file = _file_values(evidence)
         unset = [f"{k} = {v}" for k, v in KERNEL.items() if in_file.get(k) != v]

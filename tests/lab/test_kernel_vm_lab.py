@@ -7,7 +7,7 @@ In this order, each test building on the VM the one before left:
    the data disk (LUKS format, open, wrong key refused, close, the disk wiped blank again
    for the volume modules);
 2. unprovisioned, the kernel-level checks fail: USB-01 (usb-storage would load), AUD-01
-   (no auditd), VOL-01 (no open LUKS mapping), SYS-02 (Debian's kernel settings);
+   (no auditd), VOL-01 (no open LUKS mapping), SYS-02 (a symbol map all may read);
 3. one provisioning run (campus_apt_client, campus_hardening, campus_usb and
    campus_audit's auditd part) reboots the VM once: the stick is gone, USB-01, USB-02,
    PRN-01, AUD-01, SYS-01 and SYS-02 (read back from the VM's own kernel) pass;
@@ -95,9 +95,9 @@ def test_kernel_controls_fail_on_an_unprovisioned_vm(lab: Lab, tmp_path: Path) -
     ), why
     assert why["CP-AUD-01"][0] == "fail" and "auditd is not running" in why["CP-AUD-01"][1], why
     assert why["CP-VOL-01"][0] == "fail" and "no open LUKS mapping" in why["CP-VOL-01"][1], why
-    # Debian's own kernel settings are not the campus's: read back, they differ.
+    # Debian leaves the kernel's symbol map readable to all (its settings differ too).
     assert why["CP-SYS-02"][0] == "fail", why
-    assert why["CP-SYS-02"][1].startswith("in effect: "), why
+    assert "System.map-" in why["CP-SYS-02"][1] and "is 644 root" in why["CP-SYS-02"][1], why
 
 
 def test_provisioning_reboots_once_and_the_stick_is_gone(lab: Lab, tmp_path: Path) -> None:

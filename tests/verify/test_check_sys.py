@@ -20,8 +20,15 @@ HOSTVARS: dict[str, Any] = {"campus_control_families": {}}
 
 
 @pytest.fixture
-def tools(tmp_path: Path) -> Path:
-    return tmp_path
+def tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Stand-in tools, and a /boot with one kernel's symbol map, root's alone to read."""
+    boot = tmp_path / "boot"
+    boot.mkdir()
+    (boot / "System.map-6.1.0-50-amd64").write_text("ffffffff81000000 T _text\n")
+    (boot / "System.map-6.1.0-50-amd64").chmod(0o600)
+    monkeypatch.setattr(test_sys, "BOOT", str(boot))
+    (tmp_path / "bin").mkdir()
+    return tmp_path / "bin"
 
 
 IN_EFFECT = {**test_sys.NETWORK, **test_sys.KERNEL, "kernel.ostype": "Linux"}
@@ -91,3 +98,18 @@ def test_on_a_container_the_kernel_settings_are_not_applicable_once_the_file_set
     kernel(tools, {"kernel.ostype": "Linux"})  # no campus file at all
     with pytest.raises(AssertionError, match=r"does not set: kernel\.dmesg_restrict = 1"):
         run(tools, "02", container=True)
+
+
+def test_a_symbol_map_others_may_read_fails_on_any_pc(tools: Path) -> None:
+    kernel(tools, IN_EFFECT, "".join(f"{k} = {v}\n" for k, v in test_sys.KERNEL.items()))
+    (Path(test_sys.BOOT) / "System.map-6.1.0-50-amd64").chmod(0o644)
+    for container in (False, True):
+        with pytest.raises(AssertionError, match=r"System\.map-6\.1\.0-50-amd64 is 644 root"):
+            run(tools, "02", container=container)
+
+
+def test_a_boot_that_cannot_be_listed_is_an_error(tools: Path) -> None:
+    kernel(tools, IN_EFFECT)
+    Path(test_sys.BOOT).rename(Path(test_sys.BOOT).with_name("gone"))
+    with pytest.raises(pytest.fail.Exception, match="could not be listed"):
+        run(tools, "02")
