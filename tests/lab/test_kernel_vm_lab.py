@@ -11,7 +11,8 @@ In this order, each test building on the VM the one before left:
 3. one provisioning run (campus_apt_client, campus_hardening, campus_usb and
    campus_audit's auditd part) reboots the VM once: the stick is gone, USB-01, USB-02,
    PRN-01, AUD-01, SYS-01 and SYS-02 (read back from the VM's own kernel) pass;
-4. auditd runs with the campus rules, and a module load leaves a record;
+4. auditd runs with the campus rules, and a module load, a change to sudo's drop-ins and
+   a clock set by root's session each leave a record;
 5. a second run of campus_hardening and campus_usb changes nothing and does not reboot;
 6. with lsinitramfs hidden, USB-01 is an error, not a pass.
 The container side of these roles is in test_usb_hardening_lab.py and test_audit_lab.py.
@@ -132,6 +133,12 @@ def test_auditd_watches_datasets_and_modules(lab: Lab) -> None:
     lab.sh(VM, "modprobe dummy && modprobe -r dummy")
     found = lab.sh(VM, "ausearch --input-logs -k campus-modules -sc finit_module -i")
     assert "name=dummy" in found and "key=campus-modules" in found, found
+    # So do a change to sudo's drop-ins and a clock set by a person's (root's) session.
+    lab.sh(VM, "touch /etc/sudoers.d/zz-audit-test && rm /etc/sudoers.d/zz-audit-test && "
+           "date -u -s \"$(date -u '+%Y-%m-%d %H:%M:%S')\" >/dev/null")  # fmt: skip
+    for key in ("campus-sudoers", "campus-time"):
+        found = lab.sh(VM, f"ausearch --input-logs -k {key} -i")
+        assert f"key={key}" in found, found
 
 
 def test_second_run_changes_nothing_and_does_not_reboot(lab: Lab, tmp_path: Path) -> None:
