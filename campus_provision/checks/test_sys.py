@@ -9,6 +9,7 @@ file that would set it is checked.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from campus_provision.checks.conftest import (
@@ -147,3 +148,51 @@ def test_CP_SYS_02_kernel_settings_in_effect(
     wrong = _differences(_read_back(evidence, KERNEL), KERNEL)
     assert not wrong, "in effect: " + "; ".join(wrong)
     evidence.note(f"{len(KERNEL)} kernel settings read back from /proc/sys")
+
+
+def _apparmor_installed(evidence: Evidence) -> bool:
+    """Whether the apparmor package is installed; dpkg-query must list dpkg itself as
+    installed in the same command, or the answer proves nothing."""
+    result = evidence.run("dpkg-query -W -f='${Package} ${db:Status-Abbrev}\\n' dpkg apparmor 2>&1")
+    status = {
+        words[0]: words[1] for words in map(str.split, result.stdout.splitlines()) if len(words) > 1
+    }
+    if status.get("dpkg") != "ii":
+        probe_failed("dpkg-query did not list dpkg as installed, so AppArmor's state is unknown")
+    return status.get("apparmor") == "ii"
+
+
+def test_CP_SYS_03_apparmor_confines_with_debians_profiles(
+    host: Any, hostvars: dict[str, Any], evidence: Evidence, is_container: bool
+) -> None:
+    family_enabled(hostvars, "SYS")
+    assert _apparmor_installed(evidence), "apparmor is not installed: no profile confines anything"
+    if is_container:
+        not_applicable("AppArmor is the host kernel's: a container's profiles are not its own")
+    enabled = evidence.run("cat /sys/module/apparmor/parameters/enabled")
+    if enabled.rc != 0 or enabled.stdout.strip() not in ("Y", "N"):
+        probe_failed("the kernel did not say whether AppArmor is enabled")
+    assert enabled.stdout.strip() == "Y", "AppArmor is not enabled in the kernel"
+    result = evidence.run("aa-status --json")
+    try:
+        status = json.loads(result.stdout)
+        profiles: dict[str, str] = status["profiles"]
+        processes: dict[str, list[dict[str, str]]] = status.get("processes", {})
+    except (ValueError, KeyError, TypeError):
+        probe_failed(f"aa-status --json gave no status (exit {result.rc})")
+    problems = []
+    if not profiles:
+        problems.append("no AppArmor profile is loaded")
+    lax = sorted(name for name, mode in profiles.items() if mode != "enforce")
+    if lax:
+        problems.append(f"profiles not enforced: {', '.join(lax)}")
+    loose = sorted(
+        f"{exe} (pid {p.get('pid')})"
+        for exe, ps in processes.items()
+        for p in ps
+        if p.get("status") == "unconfined"
+    )
+    if loose:
+        problems.append(f"running unconfined although a profile is defined: {', '.join(loose)}")
+    assert not problems, "; ".join(problems)
+    evidence.note(f"{len(profiles)} AppArmor profiles loaded, all in enforce mode")

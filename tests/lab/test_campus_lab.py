@@ -5,12 +5,12 @@ the lockdown is the subject here; the full analyst profile is what ``make demo``
 one nspawn PC per site, both sites' mirrors, log hosts, NTP/DNS hosts and the licence server.
 The tests run in file order, like an operator would:
 
-1. ``verify`` on the bare PCs fails, and says why (the checks can fail), LOG-01, TIME-01,
-   SYS-01 and SYS-02 included;
+1. ``verify`` on the bare PCs fails, and says why (the checks can fail), LOG-01, TIME-01
+   and SYS-01 to SYS-03 included;
 2. ``provision --lab`` (site.yml: mirrors, services, workstations) succeeds on every host,
    and says why auditd is left alone on a container;
 3. ``verify`` passes every control a container can prove; those that need a kernel of the
-   PC's own (USB-01, AUD-01, VOL-*, TIME-01's clock, SYS-02's kernel settings) are "not
+   PC's own (USB-01, AUD-01, VOL-*, TIME-01's clock, SYS-02, SYS-03) are "not
    applicable", never "pass"; the
    evidence is signed and ``report verify`` accepts it;
 4. a second ``provision`` changes nothing on any host, nor does a ``--check`` run of
@@ -52,7 +52,7 @@ PCS = ("sgm-a01", "gp-l1-01")
 # A container shares the host's kernel: module loading, auditd and dm-crypt are not its own,
 # and nor is its clock (TIME-01 proves the configuration, then says so).
 KERNEL_CONTROLS = {"CP-USB-01", "CP-AUD-01", "CP-VOL-01", "CP-VOL-02", "CP-VOL-03", "CP-TIME-01",
-                   "CP-SYS-02"}  # fmt: skip
+                   "CP-SYS-02", "CP-SYS-03"}  # fmt: skip
 PROVISION_TIMEOUT = 2400
 # What the runs write on a host, under its overlay's upper directory (the rest is the image).
 HOST_WRITES = ("etc", "root", "home", "tmp", "var/log", "var/tmp", "var/lib/campus")
@@ -138,7 +138,7 @@ def test_bare_pcs_fail_verify_and_say_why(lab: Lab) -> None:
     status = by_control(results)
     for pc in PCS:
         for control_id in ("CP-NET-01", "CP-PKG-01", "CP-ACC-02", "CP-LOG-01", "CP-TIME-01",
-                           "CP-SYS-01", "CP-SYS-02"):  # fmt: skip
+                           "CP-SYS-01", "CP-SYS-02", "CP-SYS-03"):  # fmt: skip
             assert status[(pc, control_id)] == "fail", (pc, control_id)
     why = {(r.host, r.control): r.message for r in results.results}
     assert "reachable" in why[("sgm-a01", "CP-NET-01")]

@@ -7,15 +7,17 @@ In this order, each test building on the VM the one before left:
    the data disk (LUKS format, open, wrong key refused, close, the disk wiped blank again
    for the volume modules);
 2. unprovisioned, the kernel-level checks fail: USB-01 (usb-storage would load), AUD-01
-   (no auditd), VOL-01 (no open LUKS mapping), SYS-02 (a symbol map all may read);
+   (no auditd), VOL-01 (no open LUKS mapping), SYS-02 (a symbol map all may read), SYS-03
+   (no AppArmor);
 3. one provisioning run (campus_apt_client, campus_hardening, campus_usb and
    campus_audit's auditd part) reboots the VM once: the stick is gone, USB-01, USB-02,
-   PRN-01, AUD-01, SYS-01 and SYS-02 (read back from the VM's own kernel) pass;
+   PRN-01, AUD-01, SYS-01 and SYS-02 (read back from the VM's own kernel) and SYS-03
+   (AppArmor enforcing) pass;
 4. auditd runs with the campus rules, and a module load, a change to sudo's drop-ins and
    a clock set by root's session each leave a record;
 5. a second run of campus_hardening and campus_usb changes nothing and does not reboot;
 6. with lsinitramfs hidden, USB-01 is an error, not a pass.
-The container side of these roles is in test_usb_hardening_lab.py and test_audit_lab.py.
+The container side of these roles is in test_usb_hardening_lab.py and test_campus_lab.py.
 """
 
 from __future__ import annotations
@@ -88,7 +90,8 @@ def test_luks_format_and_open_on_the_data_disk(lab: Lab) -> None:
 
 def test_kernel_controls_fail_on_an_unprovisioned_vm(lab: Lab, tmp_path: Path) -> None:
     """On a VM the kernel-level controls are checked for real, so they can fail."""
-    results = lab.checks(tmp_path, (VM,), ("CP-USB-01", "CP-AUD-01", "CP-VOL-01", "CP-SYS-02"))
+    kernel = ("CP-USB-01", "CP-AUD-01", "CP-VOL-01", "CP-SYS-02", "CP-SYS-03")
+    results = lab.checks(tmp_path, (VM,), kernel)
     why = {r.control: (r.status, r.message) for r in results}
     assert {r.host for r in results} == {VM}, results
     assert (
@@ -99,6 +102,7 @@ def test_kernel_controls_fail_on_an_unprovisioned_vm(lab: Lab, tmp_path: Path) -
     # Debian leaves the kernel's symbol map readable to all (its settings differ too).
     assert why["CP-SYS-02"][0] == "fail", why
     assert "System.map-" in why["CP-SYS-02"][1] and "is 644 root" in why["CP-SYS-02"][1], why
+    assert why["CP-SYS-03"] == ("fail", "apparmor is not installed: no profile confines anything")
 
 
 def test_provisioning_reboots_once_and_the_stick_is_gone(lab: Lab, tmp_path: Path) -> None:
@@ -119,7 +123,7 @@ def test_provisioning_reboots_once_and_the_stick_is_gone(lab: Lab, tmp_path: Pat
     plan = lab.sh(VM, "modprobe -n -v usbhid 2>&1 || true")
     assert "/bin/false" not in plan
     # The sysctls, read back from the VM's own kernel after the reboot, are in effect.
-    proved = (*USB_CONTROLS, "CP-AUD-01", "CP-SYS-01", "CP-SYS-02")
+    proved = (*USB_CONTROLS, "CP-AUD-01", "CP-SYS-01", "CP-SYS-02", "CP-SYS-03")
     after = lab.statuses(tmp_path, (VM,), proved)
     assert after == {(VM, c): "pass" for c in proved}, after
 

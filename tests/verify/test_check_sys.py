@@ -5,6 +5,7 @@ its file sets them."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +114,63 @@ def test_a_boot_that_cannot_be_listed_is_an_error(tools: Path) -> None:
     Path(test_sys.BOOT).rename(Path(test_sys.BOOT).with_name("gone"))
     with pytest.raises(pytest.fail.Exception, match="could not be listed"):
         run(tools, "02")
+
+
+def apparmor(tools: Path, status: dict[str, Any] | None, *, enabled: str = "Y") -> None:
+    """dpkg-query, the kernel's AppArmor switch and aa-status as a provisioned VM has them
+    (``status`` None: the apparmor package is not installed)."""
+    installed = "apparmor ii" if status is not None else ""
+    tool(tools, "dpkg-query", f'echo "dpkg ii"; [ -n "{installed}" ] && echo "{installed}"; true\n')
+    (tools / "aa.json").write_text(json.dumps(status or {}), encoding="utf-8")
+    tool(tools, "aa-status", f'/bin/cat "{tools}/aa.json"\n')
+    tool(tools, "cat", f'echo "{enabled}"\n')
+
+
+def sys_03(tools: Path, *, container: bool = False) -> Evidence:
+    ev = Evidence(Shell(tools))
+    test_sys.test_CP_SYS_03_apparmor_confines_with_debians_profiles(None, HOSTVARS, ev, container)
+    return ev
+
+
+ENFORCING = {
+    "version": "1",
+    "profiles": {"lsb_release": "enforce", "/usr/sbin/chronyd": "enforce"},
+    "processes": {"/usr/sbin/chronyd": [{"profile": "/usr/sbin/chronyd", "pid": "577",
+                                          "status": "enforce"}]},
+}  # fmt: skip
+
+
+def test_apparmor_enforcing_debians_profiles_passes(tools: Path) -> None:
+    apparmor(tools, ENFORCING)
+    assert "2 AppArmor profiles loaded, all in enforce mode" in sys_03(tools).text()
+
+
+def test_apparmor_lax_or_absent_fails_naming_why(tools: Path) -> None:
+    lax = {**ENFORCING, "profiles": {**ENFORCING["profiles"], "lsb_release": "complain"}}
+    lax["processes"] = {"/usr/sbin/chronyd": [{"pid": "577", "status": "unconfined"}]}
+    apparmor(tools, lax)
+    with pytest.raises(AssertionError, match=r"not enforced: lsb_release; running unconfined"):
+        sys_03(tools)
+    apparmor(tools, None)
+    for container in (False, True):
+        with pytest.raises(AssertionError, match="apparmor is not installed"):
+            sys_03(tools, container=container)
+    apparmor(tools, ENFORCING, enabled="N")
+    with pytest.raises(AssertionError, match="not enabled in the kernel"):
+        sys_03(tools)
+
+
+def test_apparmor_on_a_container_is_not_applicable_once_installed(tools: Path) -> None:
+    apparmor(tools, ENFORCING)
+    with pytest.raises(pytest.skip.Exception, match="the host kernel's"):
+        sys_03(tools, container=True)
+
+
+def test_apparmor_probes_that_cannot_answer_are_errors(tools: Path) -> None:
+    apparmor(tools, ENFORCING)
+    tool(tools, "aa-status", 'echo "aa-status: command not found" >&2; exit 127\n')
+    with pytest.raises(pytest.fail.Exception, match="aa-status --json gave no status"):
+        sys_03(tools)
+    tool(tools, "dpkg-query", "exit 2\n")
+    with pytest.raises(pytest.fail.Exception, match="did not list dpkg as installed"):
+        sys_03(tools)
