@@ -40,13 +40,14 @@ def test_a_record_knows_who_and_when() -> None:
 
 def test_written_records_verify_and_read_back(tmp_path: Path) -> None:
     key = Ed25519PrivateKey.generate()
-    out = write_records(tmp_path / "r", record_set(), key, "Campus office", "ab" * 32)
+    written = record_set()  # once: a record's "when" is the clock's second
+    out = write_records(tmp_path / "r", written, key, "Campus office", "ab" * 32)
     assert verify_evidence(out, key.public_key()) == []
     assert sorted(p.name for p in out.iterdir()) == [
         "manifest.json", "manifest.sig", "records.json", "report.html",
     ]  # fmt: skip
     assert read_manifest(out).schema == "campus-provision/volume-records/v1"
-    assert read_records(out) == record_set()
+    assert read_records(out) == written
     html = (out / "report.html").read_text(encoding="utf-8")
     for text in ("sgm-a01", "card-spending-2025", OLD, NEW, "Campus office", "<table>"):
         assert text in html
