@@ -149,10 +149,12 @@ class Lab:
         return out.stdout
 
     def play(self, tmp: Path, hosts: tuple[str, ...], *, check: bool = False,
-             tags: str | None = None, **extra: object) -> RunResult:  # fmt: skip
-        """Run the lab's play on ``hosts``; print how long it took."""
-        play = [{"name": f"{', '.join(self.roles)} under test", "hosts": "workstations",
-                 "gather_facts": False, "roles": list(self.roles)}]  # fmt: skip
+             tags: str | None = None, group: str = "workstations",
+             roles: tuple[str, ...] | None = None, **extra: object) -> RunResult:  # fmt: skip
+        """Run the lab's play (or ``roles`` on ``group``) on ``hosts``; print how long it took."""
+        roles = roles or self.roles
+        play = [{"name": f"{', '.join(roles)} under test", "hosts": group,
+                 "gather_facts": False, "roles": list(roles)}]  # fmt: skip
         playbook = tmp / "play.yml"
         playbook.write_text(yaml.safe_dump(play, sort_keys=False), encoding="utf-8")
         run = run_playbook(

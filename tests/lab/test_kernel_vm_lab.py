@@ -8,11 +8,12 @@ In this order, each test building on the VM the one before left:
    for the volume modules);
 2. unprovisioned, the kernel-level checks fail: USB-01 (usb-storage would load), AUD-01
    (no auditd), VOL-01 (no open LUKS mapping), SYS-02 (a symbol map all may read), SYS-03
-   (no AppArmor);
-3. one provisioning run (campus_apt_client, campus_hardening, campus_usb and
-   campus_audit's auditd part) reboots the VM once: the stick is gone, USB-01, USB-02,
-   PRN-01, AUD-01, SYS-01 and SYS-02 (read back from the VM's own kernel) and SYS-03
-   (AppArmor enforcing) pass;
+   (no AppArmor), TIME-01 (no chrony);
+3. with Sangam's NTP server provisioned (a container), one provisioning run
+   (campus_apt_client, campus_hardening, campus_usb and campus_audit's auditd and time
+   parts) reboots the VM once: the stick is gone, USB-01, USB-02, PRN-01, AUD-01, SYS-01
+   and SYS-02 (read back from the VM's own kernel), SYS-03 (AppArmor enforcing) and
+   TIME-01 (chrony on the VM's own clock has selected the campus NTP) pass;
 4. auditd runs with the campus rules, and a module load, a change to sudo's drop-ins and
    a clock set by root's session each leave a record;
 5. a second run of campus_hardening and campus_usb changes nothing and does not reboot;
@@ -35,9 +36,11 @@ pytestmark = [pytest.mark.lab, pytest.mark.vm]
 VM = "sgm-a01"
 USB_CONTROLS = ("CP-USB-01", "CP-USB-02", "CP-PRN-01")
 ROLES = ("campus_apt_client", "campus_hardening", "campus_usb", "campus_audit")
-# campus_apt_client runs once, in the first run. Of campus_audit only auditd: forwarding
-# and time are proven on the containers (each task costs seconds under TCG).
-FIRST_RUN_TAGS = "campus_apt_client,campus_hardening,campus_usb,aud"
+# campus_apt_client runs once, in the first run. Of campus_audit auditd and time (a VM
+# has a clock of its own, which TIME-01 proves follows the campus NTP); forwarding is
+# proven on the containers (each task costs seconds under TCG).
+FIRST_RUN_TAGS = "campus_apt_client,campus_hardening,campus_usb,aud,time"
+NTP_SERVER = "sgm-infra"  # Sangam's NTP host, a container: its server is campus_time_server
 SECOND_RUN_TAGS = "campus_hardening,campus_usb"  # campus_apt_client's is test_mirror_lab's
 
 
@@ -90,7 +93,7 @@ def test_luks_format_and_open_on_the_data_disk(lab: Lab) -> None:
 
 def test_kernel_controls_fail_on_an_unprovisioned_vm(lab: Lab, tmp_path: Path) -> None:
     """On a VM the kernel-level controls are checked for real, so they can fail."""
-    kernel = ("CP-USB-01", "CP-AUD-01", "CP-VOL-01", "CP-SYS-02", "CP-SYS-03")
+    kernel = ("CP-USB-01", "CP-AUD-01", "CP-VOL-01", "CP-SYS-02", "CP-SYS-03", "CP-TIME-01")
     results = lab.checks(tmp_path, (VM,), kernel)
     why = {r.control: (r.status, r.message) for r in results}
     assert {r.host for r in results} == {VM}, results
@@ -103,9 +106,14 @@ def test_kernel_controls_fail_on_an_unprovisioned_vm(lab: Lab, tmp_path: Path) -
     assert why["CP-SYS-02"][0] == "fail", why
     assert "System.map-" in why["CP-SYS-02"][1] and "is 644 root" in why["CP-SYS-02"][1], why
     assert why["CP-SYS-03"] == ("fail", "apparmor is not installed: no profile confines anything")
+    assert why["CP-TIME-01"][0] == "fail", why  # no chrony: the campus NTP is not configured
 
 
 def test_provisioning_reboots_once_and_the_stick_is_gone(lab: Lab, tmp_path: Path) -> None:
+    # The site's NTP server first, as site.yml orders it, so the VM's chrony has a source.
+    ntp = lab.play(tmp_path, (NTP_SERVER,), group="ntp_servers",
+                   roles=("campus_apt_client", "campus_time_server"))  # fmt: skip
+    assert ntp.ok(), failures(ntp)
     boot = lab.sh(VM, "cat /proc/sys/kernel/random/boot_id")
     run = lab.play(tmp_path, (VM,), tags=FIRST_RUN_TAGS)
     assert run.ok(), failures(run)
@@ -123,7 +131,8 @@ def test_provisioning_reboots_once_and_the_stick_is_gone(lab: Lab, tmp_path: Pat
     plan = lab.sh(VM, "modprobe -n -v usbhid 2>&1 || true")
     assert "/bin/false" not in plan
     # The sysctls, read back from the VM's own kernel after the reboot, are in effect.
-    proved = (*USB_CONTROLS, "CP-AUD-01", "CP-SYS-01", "CP-SYS-02", "CP-SYS-03")
+    # TIME-01 on a clock of the PC's own: chrony has selected the campus NTP server.
+    proved = (*USB_CONTROLS, "CP-AUD-01", "CP-SYS-01", "CP-SYS-02", "CP-SYS-03", "CP-TIME-01")
     after = lab.statuses(tmp_path, (VM,), proved)
     assert after == {(VM, c): "pass" for c in proved}, after
 
