@@ -44,8 +44,9 @@ from campus_provision.bundle.tools import tool
 from campus_provision.spec import Campus
 
 # What the roles install on a PC or the mirror, whatever the profiles: the egress
-# firewall, audit, volumes, time, logging (and its rotation), AppArmor; what Ansible's apt
-# module installs on first use (python3-apt and its data); nginx, which serves the mirror.
+# firewall, audit, volumes, time, logging (and its rotation), AppArmor, AIDE; what
+# Ansible's apt module installs on first use (python3-apt and its data); nginx, which
+# serves the mirror.
 ROLE_PACKAGES: tuple[str, ...] = (
     "nftables",
     "auditd",
@@ -56,6 +57,7 @@ ROLE_PACKAGES: tuple[str, ...] = (
     "rsyslog",
     "logrotate",
     "apparmor",
+    "aide",
     "python3-apt",
     "python-apt-common",
     "distro-info-data",

@@ -14,7 +14,8 @@ The tests run in file order, like an operator would:
    applicable", never "pass"; the
    evidence is signed and ``report verify`` accepts it;
 4. a second ``provision`` changes nothing on any host, nor does a ``--check`` run of
-   the audit role (auditd, log forwarding, time) on the PCs;
+   the audit role (auditd, log forwarding, time) on the PCs; a program and sshd_config
+   changed after the baseline are named by AUD-02, and pass again once put back;
 5. a probe that cannot run is an error; a Match block that lets root in fails ACC-02; with
    the admin's sudo refused, every control on the PC is an error that says so;
 6. a line logged on each PC reaches its site's log host, one logged while the log host is
@@ -102,6 +103,17 @@ class Lab:
         results = RunResults.from_json((out / "results.json").read_text(encoding="utf-8"))
         return run, results
 
+    def verify_on(
+        self, out: Path, pc: str, controls: list[str]
+    ) -> tuple[subprocess.CompletedProcess[str], dict[str, tuple[str, str]]]:
+        """``verify`` of ``controls`` on one PC: the run, and each control's status and why."""
+        keys = self.paths.state_dir / "keys"
+        run = self.cli("verify", self.spec, "--lab", "--prefix", self.paths.prefix, "--out", out,
+                       "--limit", pc, "--controls", ",".join(controls),
+                       "--passphrase-file", keys / "passphrase")  # fmt: skip
+        results = RunResults.from_json((out / "results.json").read_text(encoding="utf-8"))
+        return run, {r.control: (r.status, r.message) for r in results.results}
+
     def provision(
         self, run_dir: Path, *options: str
     ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
@@ -138,7 +150,7 @@ def test_bare_pcs_fail_verify_and_say_why(lab: Lab) -> None:
     status = by_control(results)
     for pc in PCS:
         for control_id in ("CP-NET-01", "CP-PKG-01", "CP-ACC-02", "CP-LOG-01", "CP-TIME-01",
-                           "CP-SYS-01", "CP-SYS-02", "CP-SYS-03"):  # fmt: skip
+                           "CP-SYS-01", "CP-SYS-02", "CP-SYS-03", "CP-AUD-02"):  # fmt: skip
             assert status[(pc, control_id)] == "fail", (pc, control_id)
     why = {(r.host, r.control): r.message for r in results.results}
     assert "reachable" in why[("sgm-a01", "CP-NET-01")]
@@ -198,6 +210,26 @@ def test_second_provision_changes_nothing(lab: Lab) -> None:
     assert changed and set(changed.values()) == {0}, changed
 
 
+def test_a_changed_program_or_sshd_config_is_named_against_the_baseline(lab: Lab) -> None:
+    """AUD-02: the baseline the first provisioning run took; a program changed in /usr/bin
+    and a line added to sshd_config are named, and once put back the PC passes again."""
+    pc = PCS[0]
+    lab.run("cp -p /usr/bin/yes /root/yes.kept && printf '\\0' >> /usr/bin/yes && "
+            "cp -p /etc/ssh/sshd_config /root/sshd_config.kept && "
+            "echo '# a line nobody reviewed' >> /etc/ssh/sshd_config", on=pc)  # fmt: skip
+    try:
+        run, got = lab.verify_on(lab.work / "tampered", pc, ["CP-AUD-02"])
+    finally:
+        lab.run("cp -p /root/yes.kept /usr/bin/yes && rm /root/yes.kept && "
+                "mv /root/sshd_config.kept /etc/ssh/sshd_config", on=pc)  # fmt: skip
+    assert run.returncode == 1, run.stdout + run.stderr
+    status, message = got["CP-AUD-02"]
+    assert status == "fail", got
+    assert "changed /usr/bin/yes" in message and "changed /etc/ssh/sshd_config" in message
+    run, got = lab.verify_on(lab.work / "put-back", pc, ["CP-AUD-02"])
+    assert got["CP-AUD-02"][0] == "pass", got
+
+
 # Each check that concludes from an absence, and the tool its probe stands on.
 PROBES = {"CP-NET-01": "timeout", "CP-PRN-01": "ss", "CP-USB-02": "ps"}
 # sshd -T alone shows the global settings; a Match block for some connections hides there.
@@ -218,19 +250,13 @@ def test_a_probe_that_cannot_run_is_an_error_and_a_match_block_is_seen(lab: Lab)
     )  # fmt: skip
     assert broken.returncode == 0, broken.stderr
     try:
-        out = lab.work / "no-probes"
-        keys = lab.paths.state_dir / "keys"
-        run = lab.cli("verify", lab.spec, "--lab", "--prefix", lab.paths.prefix, "--out", out,
-                      "--limit", pc.name, "--controls", ",".join([*PROBES, "CP-ACC-02"]),
-                      "--passphrase-file", keys / "passphrase")  # fmt: skip
+        run, got = lab.verify_on(lab.work / "no-probes", pc.name, [*PROBES, "CP-ACC-02"])
     finally:
         restored = control.run_on(
             lab.paths, pc, f"{back}; mv /root/sshd_config.kept /etc/ssh/sshd_config"
         )
     assert restored.returncode == 0, restored.stderr
     assert run.returncode == 1, run.stdout + run.stderr
-    results = RunResults.from_json((out / "results.json").read_text(encoding="utf-8"))
-    got = {r.control: (r.status, r.message) for r in results.results}
     assert set(got) == {*PROBES, "CP-ACC-02"}
     for control_id in PROBES:
         status, message = got[control_id]

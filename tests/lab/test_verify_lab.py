@@ -60,7 +60,7 @@ def test_verify_fails_on_unprovisioned_pcs_with_exit_1(
     assert "FAIL" in proc.stdout
     run = results(out)
     assert run.hosts == ["gp-l1-01", "sgm-a01"]
-    assert len(run.results) == 2 * 20
+    assert len(run.results) == 2 * 21
 
 
 @pytest.mark.parametrize(
@@ -218,7 +218,7 @@ def test_a_pytest_worker_killed_mid_run_leaves_errors_naming_its_cells(
     assert killed is not None, f"no pytest worker was seen to kill:\n{output}"
     assert proc.returncode == 1, output
     run = results(out)
-    assert len(run.results) == len(run.hosts) * len(run.controls) == 2 * 20
+    assert len(run.results) == len(run.hosts) * len(run.controls) == 2 * 21
     lost = [r for r in run.results if r.message == NO_RESULT]
     assert lost, "a killed worker left no cell without a result"
     assert all(r.status == "error" for r in lost)

@@ -15,7 +15,8 @@ from campus_provision.spec.controls import load_catalogue
 ROLES = sorted(p.name for p in roles_dir().iterdir() if (p / "tasks" / "main.yml").exists())
 # DESIGN.md §5: the order of the roles on a PC.
 PC_ORDER = ("campus_apt_client", "campus_egress", "campus_accounts", "campus_hardening",
-            "campus_usb", "campus_audit", "campus_software", "campus_data_volume")  # fmt: skip
+            "campus_usb", "campus_audit", "campus_software", "campus_data_volume",
+            "campus_integrity")  # fmt: skip
 # "... | CP-NET-01" or, for a task that implements several, "... | CP-NET-01, CP-NET-02".
 _IDS = re.compile(r"\| (CP-[A-Z]+-\d\d(?:, CP-[A-Z]+-\d\d)*)$")
 
