@@ -207,7 +207,26 @@ def _idle_shell_problems(hostvars: dict[str, Any], evidence: Evidence) -> list[s
         problems.append(f"TMOUT is {seconds} s, not 1..{limit} (the spec's idle time)")
     if "r" not in flags:
         problems.append("TMOUT is not read-only: a user can unset it")
-    return problems
+    return problems + _idle_session_problems(limit, evidence)
+
+
+def _idle_session_problems(limit: int, evidence: Evidence) -> list[str]:
+    """logind ends idle sessions (console and graphical seats too), as the running logind
+    says: asked with KillUserProcesses first, which every logind answers."""
+    run = evidence.run(
+        "busctl get-property org.freedesktop.login1 /org/freedesktop/login1 "
+        "org.freedesktop.login1.Manager KillUserProcesses StopIdleSessionUSec 2>&1"
+    )
+    lines = run.stdout.splitlines()
+    if not lines or not lines[0].startswith("b "):
+        probe_failed(f"logind did not answer on the bus (busctl exit {run.rc})")
+    words = lines[1].split() if len(lines) > 1 else []
+    if len(words) != 2 or words[0] != "t" or not words[1].isdigit():
+        return ["logind cannot end idle sessions (no StopIdleSessionUSec)"]
+    seconds = int(words[1]) // 1_000_000
+    if not 0 < seconds <= limit:
+        return [f"logind ends idle sessions after {seconds or 'never'} s, not 1..{limit}"]
+    return []
 
 
 def test_CP_ACC_03_sudo_is_for_admins_only(

@@ -49,7 +49,7 @@ class Shell:
     def run(self, command: str) -> Ran:
         env = {"PATH": f"{self.tools}:/usr/bin:/bin:/usr/sbin:/sbin"}
         passed = ("TUNNEL", "ALIVE", "MODE", "PW", "TMOUT_DECL", "SUDOERS_D", "SHOWN", "ISSUE", "RETENTION",
-                  "NOT_SHOWN")  # fmt: skip
+                  "NOT_SHOWN", "IDLE_USEC")  # fmt: skip
         env |= {k: v for k, v in os.environ.items() if k in passed}
         p = subprocess.run(["sh", "-c", command], capture_output=True, text=True, env=env,
                            timeout=30, check=False)  # fmt: skip
@@ -86,11 +86,19 @@ echo "${TMOUT_DECL-declare -rx TMOUT=\\"900\\"}"
 """
 
 
+# logind on the bus: KillUserProcesses, then StopIdleSessionUSec (IDLE_USEC changes it;
+# "none" leaves it out, as a logind too old to know it would).
+LOGIND = """echo 'b false'
+case "${IDLE_USEC:-900000000}" in none) ;; *) echo "t ${IDLE_USEC:-900000000}" ;; esac
+"""
+
+
 @pytest.fixture(autouse=True)
 def _sshd_config_mode(tools: Path) -> None:
     tool(tools, "stat", 'case "$*" in *sudoers.d*) echo "${SUDOERS_D:-750} root:root" ;;\n'
          '*) echo "${MODE:-600} root" ;; esac\n')  # fmt: skip
     tool(tools, "bash", BASH)
+    tool(tools, "busctl", LOGIND)
 
 
 def test_acc_02_finds_a_match_block_that_lets_root_in_from_the_admin_network(tools: Path) -> None:
@@ -534,3 +542,33 @@ def test_log_01_is_an_error_when_dpkg_query_cannot_answer(tools: Path) -> None:
     tool(tools, "dpkg-query", "echo 'dpkg-query: error: cannot access archive' >&2; exit 2\n")
     with pytest.raises(pytest.fail.Exception, match="dpkg-query did not list dpkg"):
         test_log._retention_problems(Evidence(Shell(tools)))
+
+
+@pytest.mark.parametrize(
+    ("usec", "why"),
+    [
+        ("0", "logind ends idle sessions after never s, not 1..900"),
+        ("3600000000", "logind ends idle sessions after 3600 s, not 1..900"),
+        ("none", "logind cannot end idle sessions"),
+    ],
+)
+def test_acc_02_wants_logind_to_end_idle_sessions(
+    tools: Path, monkeypatch: pytest.MonkeyPatch, usec: str, why: str
+) -> None:
+    tool(tools, "sshd", SSHD)
+    monkeypatch.setenv("IDLE_USEC", usec)
+    hostvars = {**HOSTVARS, "campus_banner": ""}
+    with pytest.raises(AssertionError, match=re.escape(why)):
+        test_acc.test_CP_ACC_02_no_root_or_password_ssh_login(
+            None, hostvars, Evidence(Shell(tools))
+        )
+
+
+def test_acc_02_is_an_error_when_logind_does_not_answer(tools: Path) -> None:
+    tool(tools, "sshd", SSHD)
+    tool(tools, "busctl", 'echo "Failed to connect to bus: No such file or directory"; exit 1\n')
+    hostvars = {**HOSTVARS, "campus_banner": ""}
+    with pytest.raises(pytest.fail.Exception, match=r"logind did not answer on the bus"):
+        test_acc.test_CP_ACC_02_no_root_or_password_ssh_login(
+            None, hostvars, Evidence(Shell(tools))
+        )
