@@ -263,12 +263,18 @@ def test_CP_ACC_03_sudo_is_for_admins_only(
     assert not problems, "; ".join(problems)
 
 
+CRON_PATHS = ("/etc/crontab", "/etc/cron.d", "/etc/cron.hourly", "/etc/cron.daily",
+              "/etc/cron.weekly", "/etc/cron.monthly")  # fmt: skip
+
+
 def _drop_in_and_job_problems(evidence: Evidence) -> list[str]:
     """The sudo drop-ins are root's to read; cron and at take jobs from root only."""
     allow = ("/etc/cron.allow", "/etc/at.allow")
     run = evidence.run(
         "cat /etc/sudoers >/dev/null && echo 'as root: yes'; "
         "echo \"sudoers.d: $(stat -c '%a %U:%G' /etc/sudoers.d)\"; "
+        f"for p in {' '.join(CRON_PATHS)}; do "
+        '[ -e "$p" ] && echo "mode $p: $(stat -c %a "$p")"; done; '
         f"for f in {' '.join(allow)}; do "
         'if [ -f "$f" ]; then echo "$f: $(tr \'\\n\' \' \' < "$f")"; '
         'else echo "$f: (missing)"; fi; done'
@@ -277,6 +283,10 @@ def _drop_in_and_job_problems(evidence: Evidence) -> list[str]:
     if said.get("as root") != "yes":
         probe_failed("/etc/sudoers could not be read, so these files' state is unknown")
     problems = []
+    for path in CRON_PATHS:
+        mode = said.get(f"mode {path}", "").strip()
+        if mode and (not mode.isdigit() or int(mode, 8) & 0o077):
+            problems.append(f"{path} is {mode}: others may read or change cron's jobs")
     if said.get("sudoers.d", "").strip() != "750 root:root":
         problems.append(f"/etc/sudoers.d is {said.get('sudoers.d', '').strip()}, not 750 root:root")
     for path in allow:

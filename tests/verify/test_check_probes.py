@@ -96,6 +96,7 @@ case "${IDLE_USEC:-900000000}" in none) ;; *) echo "t ${IDLE_USEC:-900000000}" ;
 @pytest.fixture(autouse=True)
 def _sshd_config_mode(tools: Path) -> None:
     tool(tools, "stat", 'case "$*" in *sudoers.d*) echo "${SUDOERS_D:-750} root:root" ;;\n'
+         '*cron*) /usr/bin/stat "$@" ;;\n'
          '*) echo "${MODE:-600} root" ;; esac\n')  # fmt: skip
     tool(tools, "bash", BASH)
     tool(tools, "busctl", LOGIND)
@@ -572,3 +573,26 @@ def test_acc_02_is_an_error_when_logind_does_not_answer(tools: Path) -> None:
         test_acc.test_CP_ACC_02_no_root_or_password_ssh_login(
             None, hostvars, Evidence(Shell(tools))
         )
+
+
+def test_acc_03_keeps_crons_table_and_job_folders_to_root(
+    tools: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    etc = tmp_path_factory.mktemp("etc")
+    (etc / "crontab").write_text("# m h dom mon dow user command\n")
+    (etc / "crontab").chmod(0o644)
+    (etc / "cron.d").mkdir()
+    (etc / "cron.d").chmod(0o755)
+    (etc / "cron.daily").mkdir()
+    (etc / "cron.daily").chmod(0o700)
+    paths = tuple(str(etc / n) for n in ("crontab", "cron.d", "cron.daily", "cron.weekly"))
+    monkeypatch.setattr(test_acc, "CRON_PATHS", paths)
+    tool(tools, "getent", "echo 'sudo:x:27:it-admin'\n")
+    tool(tools, "cat", "exit 0\n")
+    tool(tools, "grep", "exit 1\n")
+    with pytest.raises(AssertionError) as failed:
+        test_acc.test_CP_ACC_03_sudo_is_for_admins_only(None, HOSTVARS, Evidence(Shell(tools)))
+    said = str(failed.value).splitlines()[0]
+    assert f"{etc}/crontab is 644: others may read" in said
+    assert f"{etc}/cron.d is 755: others may read" in said
+    assert "cron.daily" not in said and "cron.weekly" not in said  # 700, and absent
