@@ -19,6 +19,7 @@ from pathlib import Path
 
 from campus_provision.lab import control
 from campus_provision.lab.state import LabPaths, state_dir_from_env
+from campus_provision.spec.controls import load_catalogue
 from campus_provision.verify.runner import Target, run_checks, spec_digest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,7 +57,7 @@ def main() -> None:
     finally:
         control.down(paths)
     machine = f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores"
-    print(f"verify benchmark: 2 lab PCs x 17 controls, on {machine}")
+    print(f"verify benchmark: 2 lab PCs x {len(load_catalogue().controls)} controls, on {machine}")
     for name, (seconds, count) in runs.items():
         print(f"  {name:24} {seconds:7.1f} s  ({count} results)")
     ratio = runs["force_ansible_xdist"][0] / runs["ssh_xdist"][0]

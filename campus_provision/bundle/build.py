@@ -44,9 +44,9 @@ from campus_provision.bundle.tools import tool
 from campus_provision.spec import Campus
 
 # What the roles install on a PC or the mirror, whatever the profiles: the egress
-# firewall, audit, volumes, time, logging (and its rotation), AppArmor, AIDE; what
-# Ansible's apt module installs on first use (python3-apt and its data); nginx, which
-# serves the mirror.
+# firewall, audit, volumes, time, logging (and its rotation), AppArmor, AIDE, the console
+# password policy; what Ansible's apt module installs on first use (python3-apt and its
+# data); nginx, which serves the mirror.
 ROLE_PACKAGES: tuple[str, ...] = (
     "nftables",
     "auditd",
@@ -58,6 +58,9 @@ ROLE_PACKAGES: tuple[str, ...] = (
     "logrotate",
     "apparmor",
     "aide",
+    "libpam-pwquality",  # campus_accounts: the console password policy (CP-ACC-04)
+    "libpwquality-tools",  # pwscore: CP-ACC-04 probes the policy with it
+    "cracklib-runtime",  # the dictionary; only recommended, and the closure leaves those out
     "python3-apt",
     "python-apt-common",
     "distro-info-data",

@@ -14,6 +14,7 @@ from campus_provision.checks.conftest import (
     probe_failed,
 )
 from campus_provision.shell import quote
+from campus_provision.spec.accounts import PasswordPolicy
 
 GENERIC = {"admin", "administrator", "analyst", "demo", "guest", "kiosk", "operator", "public",
            "shared", "student", "test", "user", "visitor"}  # fmt: skip
@@ -297,4 +298,307 @@ def _drop_in_and_job_problems(evidence: Evidence) -> list[str]:
                 if users != ["(missing)"]
                 else f"{path} is missing: anyone may schedule jobs"
             )
+    return problems
+
+
+# CP-ACC-04: what pwscore is asked to judge under the PC's policy. None is ever set as a
+# password: each only shows what the policy refuses and what it lets through. The samples
+# cycle through the first N character classes; each length 8..30 with each class count
+# 1..4 was tried against pwquality 1.4.5 and cracklib's dictionary (Debian 12): the policy
+# accepts the sample it allows and refuses the others for the reason named.
+_ALPHABETS = (
+    "qzvtkwmrjxplhbndgfcsy",  # lower case
+    "QZVTKWMRJXPLHBNDGFCSY",  # upper case
+    "7304958621",  # digits
+    "#%@*+=?~^-",  # others
+)
+# A dictionary word with a digit and a sign around it: four classes and 30 characters, so
+# only the dictionary check refuses it (the spec's min_length stops at 30 for this).
+DICTIONARY_PROBE = "Antidisestablishmentarianism1!"
+PW_FILES = (
+    "/etc/security/pwquality.conf",
+    "/etc/security/pwquality.conf.d/*.conf",
+    "/etc/security/faillock.conf",
+    "/etc/pam.d/common-auth",
+    "/etc/pam.d/common-account",
+    "/etc/pam.d/common-password",
+)
+# Of login.defs, only what it says about passwords (the rest would crowd the evidence).
+LOGIN_DEFS = "/etc/login.defs"
+LOGIN_DEFS_KEYS = "PASS_MAX_DAYS|PASS_MIN_DAYS|PASS_WARN_AGE|ENCRYPT_METHOD|YESCRYPT_COST_FACTOR"
+FAILLOCK_DEFAULTS = {"deny": "3", "unlock_time": "600"}  # pam_faillock's, with no file
+MIN_YESCRYPT_COST = 5  # shadow's default, and Debian's
+
+
+def _sample(length: int, classes: int) -> str:
+    """``length`` characters of exactly ``classes`` character classes (see above)."""
+    return "".join(
+        _ALPHABETS[i % classes][(i // classes * 7 + i) % len(_ALPHABETS[i % classes])]
+        for i in range(length)
+    )
+
+
+def _pw_probes(policy: dict[str, int]) -> list[tuple[str, str, str | None, str]]:
+    """(name, password, the refusal expected or None to be let through, in words)."""
+    length, classes = policy["min_length"], policy["min_classes"]
+    probes: list[tuple[str, str, str | None, str]] = [
+        ("minimum", _sample(length, classes), None,
+         f"a password of the spec's minimum ({length} characters, {classes} classes)"),
+        ("short", _sample(length - 1, 4), f"shorter than {length} characters",
+         f"a {length - 1}-character password (the spec's minimum is {length})"),
+        ("dictionary", DICTIONARY_PROBE, "dictionary check",
+         f"a password built on a dictionary word ({DICTIONARY_PROBE})"),
+    ]  # fmt: skip
+    if classes > 1:
+        probes.insert(2, ("classes", _sample(length, classes - 1),
+                          f"less than {classes} character classes",
+                          f"a password of {classes - 1} classes (the spec asks for {classes})"))  # fmt: skip
+    return probes
+
+
+def _sections(stdout: str) -> dict[str, tuple[str, list[str]]]:
+    """``== NAME exit CODE`` headers → (code, the lines below each)."""
+    out: dict[str, tuple[str, list[str]]] = {}
+    current = ""
+    for line in stdout.splitlines():
+        if line.startswith("== ") and " exit " in line:
+            current, _, code = line[3:].rpartition(" exit ")
+            out[current] = (code, [])
+        elif current:
+            out[current][1].append(line)
+    return out
+
+
+def _pam_lines(lines: list[str], kind: str) -> list[tuple[str, str, list[str]]]:
+    """A PAM file's ``kind`` lines as (control, module file name, arguments)."""
+    found = []
+    for line in lines:
+        m = re.match(rf"^{kind}\s+(\[[^\]]*\]|\S+)\s+(\S+)\s*(.*)$", line.strip())
+        if m:
+            found.append((m[1], m[2].rsplit("/", 1)[-1], m[3].split()))
+    return found
+
+
+def _index(stack: list[tuple[str, str, list[str]]], module: str, arg: str | None = None) -> int:
+    """Where ``module`` (with ``arg``) first is in ``stack``; -1 if it is not."""
+    return next(
+        (
+            i
+            for i, (_, mod, args) in enumerate(stack)
+            if mod == module and (arg is None or arg in args)
+        ),
+        -1,
+    )
+
+
+def test_CP_ACC_04_console_passwords_quality_lockout_aging_hashing(
+    host: Any, hostvars: dict[str, Any], evidence: Evidence
+) -> None:
+    family_enabled(hostvars, "ACC")
+    if "campus_site_analysts" not in hostvars:
+        not_applicable("not a workstation: no analyst logs in here")
+    policy = {**PasswordPolicy().model_dump(), **(hostvars.get("campus_password_policy") or {})}
+    admins, _ = _people(hostvars)
+    analysts = [a["username"] for a in hostvars.get("campus_site_analysts", [])]
+    probes = _pw_probes(policy)
+    # One shell, each part's header with its command's own exit code: dpkg (its own row
+    # the positive control); pwscore on each probe (letting the spec's minimum through
+    # shows it runs, refusing the others with the spec's own numbers that it read the
+    # policy); the files, through sed (a missing file is named, an unreadable one is an
+    # error); the shadow entries (root's the positive control).
+    words = " ".join(quote(f"{name}:{pw}") for name, pw, _, _ in probes)
+    files = " ".join(f if "*" in f else quote(f) for f in PW_FILES)
+    people = " ".join(quote(u) for u in ["root", *analysts, *sorted(admins)])
+    run = evidence.run(
+        "export LC_ALL=C; "
+        "dpkg-query -W -f='pkg ${Package} ${db:Status-Abbrev}\\n' dpkg libpam-pwquality 2>&1; "
+        f"for p in {words}; do "
+        "out=$(printf '%s\\n' \"${p#*:}\" | pwscore 2>&1); "
+        'echo "== pwscore ${p%%:*} exit $?"; printf \'%s\\n\' "$out"; done; '
+        f"for f in {files}; do "
+        "out=$(sed -e '/^[[:space:]]*#/d' -e '/^[[:space:]]*$/d' \"$f\" 2>&1); "
+        'echo "== file $f exit $?"; printf \'%s\\n\' "$out"; done; '
+        f"out=$(sed -n -E '/^[[:space:]]*({LOGIN_DEFS_KEYS})[[:space:]]/p' {LOGIN_DEFS} 2>&1); "
+        f'echo "== file {LOGIN_DEFS} exit $?"; printf \'%s\\n\' "$out"; '
+        # Not the password hashes (field 2): only names and aging reach the evidence.
+        f'out=$(getent shadow {people}); echo "== shadow exit $?"; '
+        "printf '%s\\n' \"$out\" | cut -d: -f1,3-6"
+    )
+    lines = [line.strip() for line in run.stdout.splitlines()]
+    if "pkg dpkg ii" not in lines:
+        probe_failed(
+            "dpkg-query did not list dpkg as installed, so libpam-pwquality's state is unknown"
+        )
+    said = _sections(run.stdout)
+    problems = _quality_problems(said, probes, "pkg libpam-pwquality ii" in lines)
+    problems += _stack_problems(said)
+    problems += _lockout_problems(said, policy)
+    problems += _aging_problems(said, policy, analysts, admins)
+    assert not problems, "; ".join(problems)
+
+
+def _file(said: dict[str, tuple[str, list[str]]], path: str) -> list[str] | None:
+    """A file's active lines as the probe printed them; None if it does not exist."""
+    code, out = said.get(f"file {path}", ("", []))
+    if code == "0":
+        return out
+    if not any("No such file" in line for line in out):
+        probe_failed(f"sed could not read {path} (exit {code or 'none'})")
+    return None
+
+
+def _judged(code: str, out: list[str]) -> bool:
+    """pwscore answered: a score (let through) or its refusal (exit 1), nothing else."""
+    if code == "0":
+        return bool(out) and out[-1].strip().isdigit()
+    return code == "1" and any("Password quality check failed" in line for line in out)
+
+
+def _quality_problems(
+    said: dict[str, tuple[str, list[str]]],
+    probes: list[tuple[str, str, str | None, str]],
+    installed: bool,
+) -> list[str]:
+    """What pwscore lets through and refuses under the PC's policy, against the spec's."""
+    problems = []
+    if not installed:
+        problems.append("libpam-pwquality is not installed: nothing checks a new password")
+        if said.get("pwscore minimum", ("", []))[0] == "127":
+            return problems  # nor is pwscore: the finding above is the whole story
+    for name, _, refusal, words in probes:
+        code, out = said.get(f"pwscore {name}", ("", []))
+        if not _judged(code, out):
+            probe_failed(
+                f"pwscore did not judge {words} (exit {code or 'none'}: "
+                f"{' '.join(line.strip() for line in out)[:200]})"
+            )
+        reason = " ".join(line.strip() for line in out[1:]) if code == "1" else ""
+        if refusal is None and code != "0":
+            problems.append(f"pwscore refuses {words}: {reason}")
+        elif refusal is not None and code == "0":
+            problems.append(f"pwscore lets through {words}")
+        elif refusal is not None and refusal not in reason:
+            problems.append(f"pwscore refuses {words} for another reason: {reason}")
+    return problems
+
+
+def _stack_problems(said: dict[str, tuple[str, list[str]]]) -> list[str]:
+    """The PAM stacks: faillock around pam_unix, pwquality before it, yescrypt hashes."""
+    problems = []
+    stacks = {}
+    for kind in ("auth", "account", "password"):
+        lines = _file(said, f"/etc/pam.d/common-{kind}")
+        if lines is None:
+            problems.append(f"/etc/pam.d/common-{kind} is missing")
+        stacks[kind] = _pam_lines(lines or [], kind)
+    auth, password = stacks["auth"], stacks["password"]
+    unix = _index(auth, "pam_unix.so")
+    pre = _index(auth, "pam_faillock.so", "preauth")
+    if pre < 0 or not 0 <= pre < unix or auth[pre][0] not in ("requisite", "required"):
+        problems.append("common-auth does not refuse a locked account before its password "
+                        "is tried (pam_faillock preauth, requisite, before pam_unix)")  # fmt: skip
+    fail = _index(auth, "pam_faillock.so", "authfail")
+    if fail < 0 or not 0 <= unix < fail:
+        problems.append("common-auth does not count failed logins "
+                        "(pam_faillock authfail after pam_unix)")  # fmt: skip
+    if _index(stacks["account"], "pam_faillock.so") < 0:
+        problems.append("common-account has no pam_faillock: a good login does not clear the count")
+    quality = _index(password, "pam_pwquality.so")
+    unix = _index(password, "pam_unix.so")
+    if quality < 0 or quality > unix or password[quality][0] not in ("requisite", "required"):
+        problems.append("common-password does not check a new password's quality first "
+                        "(pam_pwquality, requisite, before pam_unix)")  # fmt: skip
+    if unix < 0 or "yescrypt" not in password[unix][2]:
+        args = " ".join(password[unix][2]) if unix >= 0 else "no pam_unix"
+        problems.append(f"common-password does not hash new passwords with yescrypt ({args})")
+    # libpwquality reads pwquality.conf.d first, then pwquality.conf; the module's own
+    # arguments come last.
+    conf_d = sorted(k[5:] for k in said if k.startswith("file /etc/security/pwquality.conf.d/"))
+    settings: dict[str, str] = {}
+    for path in [*conf_d, "/etc/security/pwquality.conf"]:
+        for line in _file(said, path) or []:
+            key, _, value = line.partition("=")
+            settings[key.strip()] = value.strip()
+    for arg in password[quality][2] if quality >= 0 else []:
+        key, _, value = arg.partition("=")
+        settings[key] = value
+    if settings.get("enforcing", "1") == "0":
+        problems.append("pam_pwquality only warns (enforcing = 0)")
+    if "enforce_for_root" not in settings:
+        problems.append("the quality policy does not hold when root sets a password, as IT "
+                        "does at the desk (no enforce_for_root)")  # fmt: skip
+    return problems
+
+
+def _lockout_problems(said: dict[str, tuple[str, list[str]]], policy: dict[str, int]) -> list[str]:
+    """faillock.conf (and the module's arguments, which win) against the spec's lockout."""
+    conf = _file(said, "/etc/security/faillock.conf")
+    settings = dict(FAILLOCK_DEFAULTS)
+    for line in conf or []:
+        key, sep, value = line.partition("=")
+        if sep:
+            settings[key.strip()] = value.strip()
+    for _, module, args in _pam_lines(_file(said, "/etc/pam.d/common-auth") or [], "auth"):
+        if module == "pam_faillock.so":
+            settings |= dict(a.split("=", 1) for a in args if a.split("=", 1)[0] in settings)
+    unlock = "0" if settings["unlock_time"] == "never" else settings["unlock_time"]
+    want = policy["lockout_minutes"] * 60
+    problems = []
+    if settings["deny"] != str(policy["lockout_attempts"]):
+        problems.append(f"an account locks after {settings['deny']} failed logins, "
+                        f"not {policy['lockout_attempts']}")  # fmt: skip
+    if unlock != str(want):
+        problems.append(f"a locked account opens again after {unlock} s, not {want} s"
+                        + (" (0: when IT resets it)" if want == 0 else ""))  # fmt: skip
+    if problems and conf is None:
+        problems[-1] += " (no /etc/security/faillock.conf: pam_faillock's defaults)"
+    return problems
+
+
+def _aging_problems(
+    said: dict[str, tuple[str, list[str]]], policy: dict[str, int], analysts: list[str],
+    admins: set[str],
+) -> list[str]:  # fmt: skip
+    """login.defs for new accounts, and each analyst's own aging, against the spec's."""
+    ages = (policy["min_age_days"], policy["max_age_days"], policy["warn_days"])
+    problems = []
+    defs: dict[str, str] = {}
+    lines = _file(said, LOGIN_DEFS)
+    if lines is None:
+        problems.append("/etc/login.defs is missing")
+    for line in lines or []:
+        parts = line.split()
+        if len(parts) >= 2:
+            defs[parts[0]] = parts[1]  # shadow reads the last one
+    wanted = {"PASS_MIN_DAYS": ages[0], "PASS_MAX_DAYS": ages[1], "PASS_WARN_AGE": ages[2],
+              "ENCRYPT_METHOD": "YESCRYPT"}  # fmt: skip
+    wrong = [f"{key} {defs.get(key, '(unset)')}, not {value}"
+             for key, value in wanted.items() if defs.get(key) != str(value)]  # fmt: skip
+    cost = defs.get("YESCRYPT_COST_FACTOR", str(MIN_YESCRYPT_COST))
+    if not cost.isdigit() or int(cost) < MIN_YESCRYPT_COST:
+        wrong.append(f"YESCRYPT_COST_FACTOR {cost}, not at least {MIN_YESCRYPT_COST}")
+    if wrong:
+        problems.append(f"login.defs (for new accounts) has {', '.join(wrong)}")
+    # name:lastchg:min:max:warn, root's the positive control.
+    code, out = said.get("shadow", ("", []))
+    entries = {f[0]: f for line in out if len(f := line.strip().split(":")) == 5}
+    if "root" not in entries or code not in ("0", "2"):
+        probe_failed(f"getent shadow did not list root (exit {code or 'none'}), "
+                     "so the accounts' aging is unknown")  # fmt: skip
+    missing = [u for u in analysts if u not in entries]
+    if missing:
+        problems.append(f"analysts without an account to age: {', '.join(missing)}")
+    found: dict[str, list[str]] = {}
+    for user in analysts:
+        got = tuple(entries[user][2:5]) if user in entries else None
+        if got is not None and got != tuple(str(a) for a in ages):
+            what = (f"passwords age min {got[0] or '-'}, max {got[1] or '-'}, warn {got[2] or '-'} "
+                    f"days, not {ages[0]}, {ages[1]}, {ages[2]}")  # fmt: skip
+            found.setdefault(what, []).append(user)
+    problems += [f"{what}: {', '.join(who)}" for what, who in found.items()]
+    expiring = [f"{u} ({entries[u][3]} days)" for u in sorted(admins)
+                if u in entries and entries[u][3].isdigit() and int(entries[u][3]) < 99999]  # fmt: skip
+    if expiring:
+        problems.append("admins' locked passwords expire, and their key logins with them: "
+                        + ", ".join(expiring))  # fmt: skip
     return problems

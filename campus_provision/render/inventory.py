@@ -197,6 +197,7 @@ def _all_vars(campus: Campus) -> dict[str, Any]:
             for name, g in acc.analyst_groups.items()
         },
         "campus_removed_accounts": list(acc.removed),
+        "campus_password_policy": acc.password_policy.model_dump(),
         "campus_datasets": [
             {
                 "id": d.id,

@@ -160,6 +160,7 @@ class _Rules:
         self.services()
         self.datasets()
         self.accounts()
+        self.password_policy()
         self.controls()
         return self.problems
 
@@ -451,6 +452,17 @@ class _Rules:
                     ("accounts", "removed", i),
                     f"'{username}' is listed as removed but still has an account at "
                     f"{self._where(users[username])}",
+                )
+
+    def password_policy(self) -> None:
+        # A password that can never be changed before it expires, or a warning longer
+        # than its whole life, is a policy no one can keep.
+        policy = self.c.accounts.password_policy
+        for name, days in (("min_age_days", policy.min_age_days), ("warn_days", policy.warn_days)):
+            if days >= policy.max_age_days:
+                self.add(
+                    ("accounts", "password_policy", name),
+                    f"{days} days is not less than max_age_days ({policy.max_age_days})",
                 )
 
     def controls(self) -> None:

@@ -5,14 +5,13 @@ the lockdown is the subject here; the full analyst profile is what ``make demo``
 one nspawn PC per site, both sites' mirrors, log hosts, NTP/DNS hosts and the licence server.
 The tests run in file order, like an operator would:
 
-1. ``verify`` on the bare PCs fails, and says why (the checks can fail), LOG-01, TIME-01
-   and SYS-01 to SYS-03 included;
+1. ``verify`` on the bare PCs fails, and says why (the checks can fail), LOG-01, TIME-01,
+   ACC-04 (console passwords), AUD-02 and SYS-01 to SYS-03 included;
 2. ``provision --lab`` (site.yml: mirrors, services, workstations) succeeds on every host,
    and says why auditd is left alone on a container;
 3. ``verify`` passes every control a container can prove; those that need a kernel of the
    PC's own (USB-01, AUD-01, VOL-*, TIME-01's clock, SYS-02, SYS-03) are "not
-   applicable", never "pass"; the
-   evidence is signed and ``report verify`` accepts it;
+   applicable", never "pass"; the evidence is signed and ``report verify`` accepts it;
 4. a second ``provision`` changes nothing on any host, nor does a ``--check`` run of
    the audit role (auditd, log forwarding, time) on the PCs; a program and sshd_config
    changed after the baseline are named by AUD-02, and pass again once put back;
@@ -149,11 +148,14 @@ def test_bare_pcs_fail_verify_and_say_why(lab: Lab) -> None:
     assert set(results.hosts) == set(PCS)
     status = by_control(results)
     for pc in PCS:
-        for control_id in ("CP-NET-01", "CP-PKG-01", "CP-ACC-02", "CP-LOG-01", "CP-TIME-01",
-                           "CP-SYS-01", "CP-SYS-02", "CP-SYS-03", "CP-AUD-02"):  # fmt: skip
+        for control_id in ("CP-NET-01", "CP-PKG-01", "CP-ACC-02", "CP-ACC-04", "CP-LOG-01",
+                           "CP-TIME-01", "CP-SYS-01", "CP-SYS-02", "CP-SYS-03",
+                           "CP-AUD-02"):  # fmt: skip
             assert status[(pc, control_id)] == "fail", (pc, control_id)
     why = {(r.host, r.control): r.message for r in results.results}
     assert "reachable" in why[("sgm-a01", "CP-NET-01")]
+    # No pwscore on a bare PC either: the package's absence is the finding, not an error.
+    assert "libpam-pwquality is not installed" in why[("sgm-a01", "CP-ACC-04")]
 
 
 def test_provision_locks_down_every_host(lab: Lab) -> None:

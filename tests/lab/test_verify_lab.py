@@ -15,6 +15,7 @@ import pytest
 
 from campus_provision.lab.control import UpResult
 from campus_provision.lab.state import LabPaths
+from campus_provision.spec.controls import load_catalogue
 from campus_provision.verify.results import RunResults
 from campus_provision.verify.runner import NO_RESULT
 from tests.conftest import EXAMPLE
@@ -22,6 +23,7 @@ from tests.lab.conftest import VENV_BIN
 
 pytestmark = pytest.mark.lab
 Lab = tuple[LabPaths, UpResult]
+CONTROLS = len(load_catalogue().controls)
 PASSPHRASE = "lab-test passphrase, not a secret anywhere else"  # noqa: S105 - test only
 
 
@@ -60,7 +62,7 @@ def test_verify_fails_on_unprovisioned_pcs_with_exit_1(
     assert "FAIL" in proc.stdout
     run = results(out)
     assert run.hosts == ["gp-l1-01", "sgm-a01"]
-    assert len(run.results) == 2 * 21
+    assert len(run.results) == 2 * CONTROLS
 
 
 @pytest.mark.parametrize(
@@ -72,6 +74,7 @@ def test_verify_fails_on_unprovisioned_pcs_with_exit_1(
         ),
         ("CP-USB-01", "modprobe would load usb-storage"),
         ("CP-ACC-02", "PermitRootLogin is without-password"),
+        ("CP-ACC-04", "libpam-pwquality is not installed"),
     ],
 )
 def test_checks_fail_and_their_evidence_says_why(
@@ -218,7 +221,7 @@ def test_a_pytest_worker_killed_mid_run_leaves_errors_naming_its_cells(
     assert killed is not None, f"no pytest worker was seen to kill:\n{output}"
     assert proc.returncode == 1, output
     run = results(out)
-    assert len(run.results) == len(run.hosts) * len(run.controls) == 2 * 21
+    assert len(run.results) == len(run.hosts) * len(run.controls) == 2 * CONTROLS
     lost = [r for r in run.results if r.message == NO_RESULT]
     assert lost, "a killed worker left no cell without a result"
     assert all(r.status == "error" for r in lost)

@@ -7,7 +7,7 @@ from campus_provision.spec.controls import load_catalogue
 REQUIRED = {
     "CP-NET-01", "CP-NET-02", "CP-NET-03", "CP-PKG-01", "CP-PKG-02", "CP-VOL-01", "CP-VOL-02",
     "CP-VOL-03", "CP-USB-01", "CP-USB-02", "CP-PRN-01", "CP-ACC-01", "CP-ACC-02", "CP-ACC-03",
-    "CP-AUD-01", "CP-LOG-01", "CP-TIME-01",
+    "CP-ACC-04", "CP-AUD-01", "CP-LOG-01", "CP-TIME-01",
 }  # fmt: skip
 
 

@@ -20,6 +20,8 @@ import pytest
 
 from campus_provision.checks import test_acc, test_log, test_net, test_pkg
 from campus_provision.checks.conftest import Evidence
+from campus_provision.shell import quote
+from campus_provision.spec.accounts import PasswordPolicy
 
 HOSTVARS: dict[str, Any] = {
     "campus_admin_network": "10.21.0.0/24",
@@ -596,3 +598,193 @@ def test_acc_03_keeps_crons_table_and_job_folders_to_root(
     assert f"{etc}/crontab is 644: others may read" in said
     assert f"{etc}/cron.d is 755: others may read" in said
     assert "cron.daily" not in said and "cron.weekly" not in said  # 700, and absent
+
+
+# CP-ACC-04: a PC as campus_accounts leaves it. The files sed reads are these (by their
+# base name; any other is missing), pwscore judges by the spec's defaults (12 characters,
+# 3 classes, no dictionary word), getent shadow knows root, the analyst and the admin.
+PW_FILES = {
+    "pwquality.conf": "minlen = 12\nminclass = 3\ndictcheck = 1\nenforcing = 1\nenforce_for_root\n",
+    "faillock.conf": "deny = 5\nfail_interval = 900\nunlock_time = 900\n",
+    "common-auth": "auth\trequisite\tpam_faillock.so preauth\n"
+    "auth\t[success=2 default=ignore]\tpam_unix.so nullok try_first_pass\n"
+    "auth\t[default=die]\tpam_faillock.so authfail\n"
+    "auth\trequisite\t\t\tpam_deny.so\nauth\trequired\t\t\tpam_permit.so\n",
+    "common-account": "account\t[success=1 new_authtok_reqd=done default=ignore]\tpam_unix.so\n"
+    "account\trequisite\t\t\tpam_deny.so\naccount\trequired\t\t\tpam_permit.so\n"
+    "account\trequired\tpam_faillock.so\n",
+    "common-password": "password\trequisite\t\t\tpam_pwquality.so retry=3\n"
+    "password\t[success=1 default=ignore]\tpam_unix.so obscure use_authtok try_first_pass yescrypt\n"
+    "password\trequisite\t\t\tpam_deny.so\npassword\trequired\t\t\tpam_permit.so\n",
+    "login.defs": "PASS_MAX_DAYS\t180\nPASS_MIN_DAYS\t1\nPASS_WARN_AGE\t14\n"
+    "ENCRYPT_METHOD\tYESCRYPT\nYESCRYPT_COST_FACTOR\t5\n",
+}
+PWSCORE = """read -r pw
+classes=0
+case $pw in *[a-z]*) classes=$((classes + 1)) ;; esac
+case $pw in *[A-Z]*) classes=$((classes + 1)) ;; esac
+case $pw in *[0-9]*) classes=$((classes + 1)) ;; esac
+case $pw in *[!a-zA-Z0-9]*) classes=$((classes + 1)) ;; esac
+refuse() { printf 'Password quality check failed:\\n %s\\n' "$1" >&2; exit 1; }
+[ ${#pw} -lt 12 ] && refuse "The password is shorter than 12 characters"
+[ $classes -lt 3 ] && refuse "The password contains less than 3 character classes"
+case $pw in *establishment*) refuse "The password fails the dictionary check - it is based on a dictionary word" ;; esac
+echo 50
+"""
+# The hashes are there to prove they never reach the evidence.
+SHADOW = {
+    "root": "root:$y$j9T$rootsecret:20000:0:99999:7:::",
+    "kim-analyst": "kim-analyst:$y$j9T$kimsecret:20000:1:180:14:::",
+    "it-admin": "it-admin:!:20000:0::7:::",
+}
+
+
+def _password_pc(tools: Path, files: dict[str, str] | None = None,
+                 shadow: dict[str, str] | None = None, pwscore: str = PWSCORE,
+                 packages: str = "dpkg libpam-pwquality") -> None:  # fmt: skip
+    fixtures = tools / "fixtures"
+    fixtures.mkdir(exist_ok=True)
+    for name, text in (PW_FILES if files is None else files).items():
+        (fixtures / name).write_text(text)
+    tool(tools, "sed", f'for f; do :; done\nif [ -f "{fixtures}/${{f##*/}}" ]; then '
+         f'/bin/cat "{fixtures}/${{f##*/}}"; else echo "sed: can\'t read $f: No such file '
+         'or directory" >&2; exit 2; fi\n')  # fmt: skip
+    tool(tools, "pwscore", pwscore)
+    rows = "".join(f"echo 'pkg {p} ii '; " for p in packages.split())
+    tool(tools, "dpkg-query", f"{rows}\n")
+    entries = SHADOW if shadow is None else shadow
+    cases = "".join(f"    {name}) echo {quote(line)} ;;\n" for name, line in entries.items())
+    tool(
+        tools,
+        "getent",
+        f"shift; rc=0\nfor u; do case $u in\n{cases}    *) rc=2 ;;\nesac; done\nexit $rc\n",
+    )
+
+
+def _acc_04(tools: Path, hostvars: dict[str, Any] = HOSTVARS) -> Evidence:
+    ev = Evidence(Shell(tools))
+    test_acc.test_CP_ACC_04_console_passwords_quality_lockout_aging_hashing(None, hostvars, ev)
+    return ev
+
+
+def test_acc_04_passes_with_the_policy_in_place_and_keeps_hashes_out(tools: Path) -> None:
+    _password_pc(tools)
+    said = _acc_04(tools).text()
+    assert "== pwscore minimum exit 0" in said
+    assert "The password fails the dictionary check" in said
+    assert "kim-analyst:20000:1:180:14" in said
+    assert "secret" not in said and "$y$" not in said
+
+
+def test_acc_04_fails_when_pwscore_lets_a_weak_password_through(tools: Path) -> None:
+    _password_pc(tools, pwscore="cat >/dev/null; echo 12\n")
+    with pytest.raises(AssertionError) as failed:
+        _acc_04(tools)
+    said = str(failed.value).splitlines()[0]
+    assert "pwscore lets through a 11-character password (the spec's minimum is 12)" in said
+    assert "pwscore lets through a password of 2 classes (the spec asks for 3)" in said
+    assert "pwscore lets through a password built on a dictionary word" in said
+
+
+def test_acc_04_is_an_error_when_pwscore_cannot_run(tools: Path) -> None:
+    _password_pc(tools, pwscore="echo 'sh: 1: pwscore: not found' >&2; exit 127\n")
+    with pytest.raises(
+        pytest.fail.Exception, match=r"probe error: pwscore did not judge .*exit 127"
+    ):
+        _acc_04(tools)
+
+
+def test_acc_04_names_each_analyst_whose_password_ages_otherwise(tools: Path) -> None:
+    shadow = {**SHADOW, "kim-analyst": "kim-analyst:!:20000:0:99999:7:::",
+              "it-admin": "it-admin:!:20000:1:180:14:::"}  # fmt: skip
+    _password_pc(tools, shadow=shadow)
+    with pytest.raises(AssertionError) as failed:
+        _acc_04(tools)
+    said = str(failed.value).splitlines()[0]
+    assert "passwords age min 0, max 99999, warn 7 days, not 1, 180, 14: kim-analyst" in said
+    assert "admins' locked passwords expire, and their key logins with them: it-admin" in said
+
+
+def test_acc_04_a_bare_pc_fails_and_says_why(tools: Path) -> None:
+    # Nothing installed, not even pwscore: the package's absence is the finding, not an error.
+    bare = {
+        "faillock.conf": "",
+        "common-auth": PW_FILES["common-auth"].split("\n", 1)[1].replace("authfail", "x"),
+        "common-account": "account\t[success=1 default=ignore]\tpam_unix.so\n",
+        "common-password": "password\t[success=1 default=ignore]\tpam_unix.so obscure yescrypt\n",
+        "login.defs": "PASS_MAX_DAYS\t99999\nPASS_MIN_DAYS\t0\nPASS_WARN_AGE\t7\nENCRYPT_METHOD SHA512\n",
+    }
+    _password_pc(tools, files=bare, shadow={"root": SHADOW["root"]}, packages="dpkg",
+                 pwscore="exit 127\n")  # fmt: skip
+    with pytest.raises(AssertionError) as failed:
+        _acc_04(tools)
+    said = str(failed.value).splitlines()[0]
+    for finding in (
+        "libpam-pwquality is not installed",
+        "common-auth does not refuse a locked account",
+        "common-auth does not count failed logins",
+        "common-account has no pam_faillock",
+        "common-password does not check a new password's quality first",
+        "no enforce_for_root",
+        "an account locks after 3 failed logins, not 5",
+        "PASS_MAX_DAYS 99999, not 180",
+        "ENCRYPT_METHOD SHA512, not YESCRYPT",
+        "analysts without an account to age: kim-analyst",
+    ):
+        assert finding in said, finding
+
+
+@pytest.mark.parametrize(
+    ("name", "old", "new", "finding"),
+    [
+        ("common-auth", "auth\trequisite\tpam_faillock.so preauth\n", "",
+         "common-auth does not refuse a locked account before its password is tried"),
+        ("common-auth", "pam_faillock.so authfail", "pam_faillock.so authsucc",
+         "common-auth does not count failed logins"),
+        ("common-password", "requisite\t\t\tpam_pwquality", "optional\tpam_pwquality",
+         "common-password does not check a new password's quality first"),
+        ("common-password", "try_first_pass yescrypt", "try_first_pass sha512",
+         "common-password does not hash new passwords with yescrypt (obscure use_authtok "
+         "try_first_pass sha512)"),
+        ("pwquality.conf", "enforce_for_root\n", "", "no enforce_for_root"),
+        ("pwquality.conf", "enforcing = 1", "enforcing = 0", "pam_pwquality only warns"),
+        ("faillock.conf", "unlock_time = 900", "unlock_time = never",
+         "a locked account opens again after 0 s, not 900 s"),
+        ("common-auth", "pam_faillock.so authfail", "pam_faillock.so authfail deny=10",
+         "an account locks after 10 failed logins, not 5"),
+        ("login.defs", "YESCRYPT_COST_FACTOR\t5", "YESCRYPT_COST_FACTOR\t3",
+         "YESCRYPT_COST_FACTOR 3, not at least 5"),
+    ],
+)  # fmt: skip
+def test_acc_04_names_what_is_off(tools: Path, name: str, old: str, new: str, finding: str) -> None:
+    assert old in PW_FILES[name]
+    _password_pc(tools, files={**PW_FILES, name: PW_FILES[name].replace(old, new)})
+    with pytest.raises(AssertionError, match=re.escape(finding)):
+        _acc_04(tools)
+
+
+def test_acc_04_holds_the_pc_to_the_specs_policy(tools: Path) -> None:
+    # The PC's policy is the default one; this spec asks for 14 characters.
+    _password_pc(tools)
+    policy = {**PasswordPolicy().model_dump(), "min_length": 14}
+    with pytest.raises(AssertionError) as failed:
+        _acc_04(tools, {**HOSTVARS, "campus_password_policy": policy})
+    said = str(failed.value).splitlines()[0]
+    assert "pwscore lets through a 13-character password (the spec's minimum is 14)" in said
+
+
+@pytest.mark.parametrize(
+    ("broken", "said"),
+    [
+        ({"packages": "libpam-pwquality"}, "dpkg-query did not list dpkg"),
+        ({"shadow": {"kim-analyst": SHADOW["kim-analyst"]}}, "getent shadow did not list root"),
+        ({"pwscore": "echo 'Error: cannot parse the configuration' >&2; exit 3\n"},
+         "pwscore did not judge"),
+    ],
+)  # fmt: skip
+def test_acc_04_is_an_error_when_a_probe_says_nothing(
+    tools: Path, broken: dict[str, Any], said: str
+) -> None:
+    _password_pc(tools, **broken)
+    with pytest.raises(pytest.fail.Exception, match=f"probe error: {said}"):
+        _acc_04(tools)
