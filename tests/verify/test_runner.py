@@ -66,6 +66,6 @@ def test_hosts_for_groups_hosts_and_nested_service_groups() -> None:
 
 def test_controls_filter_keeps_catalogue_order_and_rejects_unknown_ids() -> None:
     assert _control_ids(("CP-USB-01", "CP-NET-01")) == ["CP-NET-01", "CP-USB-01"]
-    assert len(_control_ids(())) == 21
+    assert len(_control_ids(())) == 22
     with pytest.raises(VerifyError, match="CP-NET-99: not in the catalogue"):
         _control_ids(("CP-NET-99",))
