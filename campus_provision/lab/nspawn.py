@@ -52,7 +52,12 @@ def start(paths: LabPaths, host: LabHost, rootfs: Path, seed: HostSeed) -> int:
         run(["mount", "-t", "overlay", "overlay", "-o", opts, str(merged)])
     ns = paths.host_ns(host.index)
     net.add_host_link(paths, host.index, host.mac, ns)
+    # The container has a network namespace of its own, so its /proc/sys/net is its own
+    # too: writable (nspawn mounts all of /proc/sys read-only otherwise), so the network
+    # sysctls a role sets take effect there and SYS-01 can read them back. The kernel's
+    # settings stay the host's, read-only.
     cmd = [
+        "env", "SYSTEMD_NSPAWN_API_VFS_WRITABLE=network",
         "systemd-nspawn", "--boot", "--register=no", "--keep-unit", "--quiet",
         f"--machine={machine_name(paths, host)}", f"--hostname={host.name}",
         "-D", str(merged), f"--network-namespace-path=/run/netns/{ns}",

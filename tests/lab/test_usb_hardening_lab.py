@@ -90,8 +90,8 @@ class TestContainers:
         units = lab.sh("sgm-a02", "systemctl is-enabled cups.service cups.socket "
                        "cups-browsed.service udisks2.service autofs.service || true")  # fmt: skip
         assert units.split() == ["masked"] * 5, units
-        # A container's /proc/sys is read-only (the handler forgives that only there): the
-        # file is what a PC's boot would load.
+        # A container's kernel settings are its host's, read-only (the handler forgives that
+        # only there): the file is what a PC's boot would load.
         sysctl = lab.sh("sgm-a01", "cat /etc/sysctl.d/60-campus.conf")
         for line in ("net.ipv4.ip_forward = 0", "net.ipv4.conf.all.send_redirects = 0",
                      "net.ipv4.conf.all.rp_filter = 1", "kernel.kptr_restrict = 2"):  # fmt: skip
