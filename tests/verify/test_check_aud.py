@@ -53,3 +53,9 @@ def test_a_missing_rule_names_what_goes_unrecorded(tools: Path) -> None:
 def test_auditctl_that_cannot_list_is_an_error(tools: Path) -> None:
     with pytest.raises(pytest.fail.Exception, match=r"auditctl -l did not list .* \(exit 1\)"):
         check(tools, "You must be root to run this program.\n", rc=1)
+
+
+def test_no_auditd_is_a_failure_even_without_auditctl(tools: Path) -> None:
+    tool(tools, "systemctl", "echo inactive; exit 3\n")
+    with pytest.raises(AssertionError, match="auditd is not running"):
+        check(tools, "sh: 1: auditctl: not found\n", rc=127)
